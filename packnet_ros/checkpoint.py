@@ -1,0 +1,299 @@
+"""Checkpoints: official packnet-sfm ``.ckpt`` files and this project's own format.
+
+Official packnet-sfm checkpoints are ``torch.save`` dicts with ``state_dict`` (keys
+``model.depth_net.*`` / ``model.pose_net.*``) and ``config``, a pickled yacs CfgNode
+(``model.depth_net.name``, ``.version``, ``datasets.augmentation.image_shape``,
+``model.params.max_depth`` ...). They load here without packnet-sfm or yacs: a
+restricted unpickler maps ``yacs.config.CfgNode`` to a plain dict and refuses any
+other non-tensor global, so a checkpoint cannot run code.
+
+The project format keeps the same ``state_dict`` prefixes and adds plain-dict
+``config`` (same key names as packnet-sfm, plus ``model.depth_net.width``) and
+``metadata`` (training data, metrics, versions, licence); it loads with
+``torch.load(weights_only=True)``. Either kind works everywhere a checkpoint is taken.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import os
+import pickle
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from .networks import build_depth_net, build_pose_net, depth_net_label
+
+FORMAT = 'packnet_ros/1'
+DEPTH_PREFIX = 'model.depth_net.'
+POSE_PREFIX = 'model.pose_net.'
+DEFAULT_IMAGE_SHAPE = (192, 640)
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / 'models' / 'packnet_ros_default.ckpt'
+"""The shipped model (see packnet_ros/models/MODEL_CARD.md), used when ``checkpoint: default``."""
+
+
+def default_checkpoint_path() -> Path | None:
+    """The shipped default checkpoint if it is installed, else None."""
+    return DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not describe a supported network."""
+
+
+@dataclass
+class ModelSpec:
+    """What a checkpoint's networks are.
+
+    Attributes:
+        depth_net: packnet-sfm name ("PackNet01", "PackNetSlim01").
+        version: "1A" / "1B".
+        width: channel multiplier (1.0 = published network).
+        image_shape: (H, W) network input size, multiples of 32.
+        max_depth: evaluation / clamping range from the training config, metres.
+        pose_net: pose network name or None.
+    """
+
+    depth_net: str = 'PackNet01'
+    version: str = '1A'
+    width: float = 1.0
+    image_shape: tuple[int, int] = DEFAULT_IMAGE_SHAPE
+    max_depth: float = 80.0
+    pose_net: str | None = 'PoseNet'
+
+    @property
+    def label(self) -> str:
+        """E.g. "PackNet01-1A" or "PackNetSlim01-1A-w0.25"."""
+        return depth_net_label(self.depth_net, self.version, self.width)
+
+    def to_config(self) -> dict:
+        """packnet-sfm-shaped plain config dict for this spec."""
+        return {
+            'model': {
+                'depth_net': {'name': self.depth_net, 'version': self.version, 'width': self.width},
+                'pose_net': {'name': self.pose_net or '', 'version': ''},
+                'params': {'min_depth': 0.0, 'max_depth': self.max_depth},
+            },
+            'datasets': {'augmentation': {'image_shape': list(self.image_shape)}},
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> 'ModelSpec':
+        """Read a spec from a packnet-sfm (yacs, converted to dict) or project config."""
+        model = config.get('model', {}) or {}
+        depth = model.get('depth_net', {}) or {}
+        pose = model.get('pose_net', {}) or {}
+        params = model.get('params', {}) or {}
+        shape = tuple((config.get('datasets', {}) or {}).get('augmentation', {}).get('image_shape', ()) or ())
+        if len(shape) != 2:
+            shape = DEFAULT_IMAGE_SHAPE
+        return cls(depth_net=depth.get('name') or 'PackNet01', version=depth.get('version') or '1A',
+                   width=float(depth.get('width', 1.0) or 1.0),
+                   image_shape=(int(shape[0]), int(shape[1])),
+                   max_depth=float(params.get('max_depth', 80.0) or 80.0),
+                   pose_net=pose.get('name') or None)
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: ready networks (eval mode, CPU, float32) plus what describes them."""
+
+    depth_net: nn.Module
+    pose_net: nn.Module | None
+    spec: ModelSpec
+    config: dict
+    metadata: dict = field(default_factory=dict)
+    source: str = FORMAT  # FORMAT or "packnet-sfm"
+    path: str = ''
+
+
+# ----------------------------------------------------------------------------- reading
+class _ConfigNode(dict):
+    """Stand-in for yacs' CfgNode when unpickling official checkpoints (a plain dict)."""
+
+
+_ALLOWED_GLOBALS = {
+    ('collections', 'OrderedDict'), ('builtins', 'set'), ('builtins', 'frozenset'),
+    ('builtins', 'slice'), ('builtins', 'complex'), ('builtins', 'bytearray'),
+    ('__builtin__', 'set'), ('__builtin__', 'frozenset'), ('_codecs', 'encode'),
+    ('torch', 'Size'), ('torch', 'device'),
+    ('numpy', 'dtype'), ('numpy.core.multiarray', 'scalar'), ('numpy._core.multiarray', 'scalar'),
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler for packnet-sfm checkpoints: tensors, plain containers, yacs configs only."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in (('yacs.config', 'CfgNode'), ('packnet_sfm.utils.config', 'CfgNode')):
+            return _ConfigNode
+        if (module == 'torch._utils' and name.startswith('_rebuild')) or \
+                (module == 'torch' and isinstance(getattr(torch, name, None), torch.dtype)) or \
+                (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f'checkpoint references {module}.{name}, which is neither a tensor, a plain container '
+            f'nor a yacs config; refusing to load it')
+
+
+_restricted_pickle = types.SimpleNamespace(Unpickler=_RestrictedUnpickler, load=pickle.load,
+                                           __name__='packnet_ros_restricted_pickle')
+
+
+def _to_plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_plain(v) for v in obj)
+    return obj
+
+
+def read_checkpoint_file(path: str | os.PathLike) -> dict:
+    """Read a checkpoint dict from disk without executing code from it.
+
+    Raises:
+        CheckpointError: missing, unreadable or not a checkpoint dict with a ``state_dict``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f'checkpoint not found: {path}')
+    data = path.read_bytes()
+    try:
+        obj = torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError:
+        try:
+            obj = torch.load(io.BytesIO(data), map_location='cpu', weights_only=False,
+                             pickle_module=_restricted_pickle)
+        except Exception as exc:  # noqa: BLE001 - reported with the file name
+            raise CheckpointError(f'cannot read checkpoint {path}: {exc}') from exc
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f'cannot read checkpoint {path}: {exc}') from exc
+    if not isinstance(obj, dict) or 'state_dict' not in obj:
+        raise CheckpointError(f'{path} is not a packnet-sfm / packnet_ros checkpoint (no state_dict)')
+    return obj
+
+
+def _normalise_keys(state_dict: dict) -> dict:
+    """Apply packnet-sfm's renames of older checkpoints (disp_network, pose_network, model.model)."""
+    if any(k.startswith(DEPTH_PREFIX) or k.startswith(POSE_PREFIX) for k in state_dict):
+        return state_dict
+    out = {}
+    for key, val in state_dict.items():
+        key = f'model.{key}'
+        if 'disp_network' in key:
+            key = key.replace('conv3.0.weight', 'conv3.weight').replace('conv3.0.bias', 'conv3.bias')
+        for old, new in (('model.model.', 'model.'), ('pose_network.', 'pose_net.'),
+                         ('disp_network.', 'depth_net.')):
+            key = key.replace(old, new)
+        out[key] = val
+    return out
+
+
+def _sub_state(state_dict: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
+def load_checkpoint(path: str | os.PathLike, with_pose: bool = True) -> Checkpoint:
+    """Load an official packnet-sfm or a packnet_ros checkpoint into ready networks.
+
+    The network type, version, width and input shape come from the checkpoint's config.
+    Weights load with ``strict=True``; networks are returned in eval mode on the CPU.
+
+    Args:
+        path: ``.ckpt`` file.
+        with_pose: also build the pose network when the checkpoint has its weights.
+
+    Raises:
+        CheckpointError: unreadable file, unsupported network, or weights that do not fit
+            the configured network (the message names the first mismatching keys).
+    """
+    raw = read_checkpoint_file(path)
+    config = _to_plain(raw.get('config') or {})
+    source = FORMAT if raw.get('format') == FORMAT else 'packnet-sfm'
+    spec = ModelSpec.from_config(config)
+    state = _normalise_keys(dict(raw['state_dict']))
+    depth_state = _sub_state(state, DEPTH_PREFIX)
+    if not depth_state:
+        raise CheckpointError(f'{path} has no depth network weights ({DEPTH_PREFIX}*)')
+    try:
+        depth_net = build_depth_net(spec.depth_net, spec.version, spec.width)
+    except ValueError as exc:
+        raise CheckpointError(f'{path}: {exc}') from exc
+    _load_strict(depth_net, depth_state, path, 'depth')
+    pose_net = None
+    pose_state = _sub_state(state, POSE_PREFIX)
+    if with_pose and pose_state:
+        name = spec.pose_net or 'PoseNet'
+        n_ref = pose_state['pose_pred.weight'].shape[0] // 6 if 'pose_pred.weight' in pose_state else 2
+        try:
+            pose_net = build_pose_net(name, nb_ref_imgs=n_ref)
+        except ValueError as exc:
+            raise CheckpointError(f'{path}: {exc}') from exc
+        _load_strict(pose_net, pose_state, path, 'pose')
+        pose_net.eval()
+    metadata = _to_plain(raw.get('metadata') or {})
+    if source != FORMAT and 'epoch' in raw:
+        metadata.setdefault('epoch', raw['epoch'])
+    return Checkpoint(depth_net.eval(), pose_net, spec, config, metadata, source, str(path))
+
+
+def _load_strict(net: nn.Module, state: dict, path, what: str) -> None:
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f'{path}: {what} network weights do not match the configured network '
+            f'(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]})')
+    net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+
+
+# ----------------------------------------------------------------------------- writing
+def save_checkpoint(path: str | os.PathLike, depth_net: nn.Module, spec: ModelSpec,
+                    pose_net: nn.Module | None = None, metadata: dict | None = None,
+                    config: dict | None = None, extra: dict | None = None) -> Path:
+    """Write a project checkpoint atomically (temporary file then rename).
+
+    Args:
+        path: destination ``.ckpt``.
+        depth_net, pose_net: networks whose ``state_dict`` is saved with the
+            ``model.depth_net.`` / ``model.pose_net.`` prefixes (float32, CPU).
+        spec: what the depth network is (goes into ``config``).
+        metadata: plain data (training data, metrics, licence ...); versions and time are added.
+        config: full training config (plain dict); ``spec`` fields override its model keys.
+        extra: further plain entries (e.g. training state for resuming).
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {DEPTH_PREFIX + k: v.detach().float().cpu() for k, v in depth_net.state_dict().items()}
+    if pose_net is not None:
+        state.update({POSE_PREFIX + k: v.detach().float().cpu() for k, v in pose_net.state_dict().items()})
+    cfg = _merge(config or {}, spec.to_config())
+    meta = dict(metadata or {})
+    meta.setdefault('created', _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds'))
+    meta.setdefault('packnet_ros_version', __version__)
+    meta.setdefault('torch_version', torch.__version__)
+    meta.setdefault('network', spec.label)
+    obj = {'format': FORMAT, 'state_dict': state, 'config': cfg, 'metadata': meta}
+    if extra:
+        obj.update(extra)
+    tmp = path.with_name(path.name + '.tmp')
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

@@ -1,0 +1,258 @@
+"""Inference core without ROS: checkpoint -> ready model; RGB image -> metric depth.
+
+``DepthEstimator`` is the one implementation of preprocessing, intrinsics scaling,
+network execution and depth post-processing used by the node, the CLIs (demo,
+evaluate, benchmark) and the tests.
+
+Pipeline (DESIGN.md): RGB (H, W, 3) uint8 -> resize to the network shape (h, w) ->
+tensor (1, 3, h, w) in [0, 1] -> network -> inverse depth (1, 1, h, w) 1/m ->
+depth = scale / inv_depth, metres, optionally resized back to the camera's (H, W) ->
+REP 117 marking: +Inf beyond ``max_depth``, -Inf below ``min_depth``, NaN invalid.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .checkpoint import Checkpoint, ModelSpec, load_checkpoint
+from .geometry import scale_intrinsics
+from .imageproc import resize_rgb, rgb_to_tensor
+from .networks import build_depth_net
+
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
+_DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def cpu_supports_fast_bf16() -> bool:
+    """True when oneDNN runs bf16 natively on this CPU (AVX512-BF16 / AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_device(device: str = 'auto') -> torch.device:
+    """'auto' -> CUDA when available else CPU; otherwise ``torch.device(device)``.
+
+    Raises:
+        ValueError: a CUDA device was asked for but CUDA is not available.
+    """
+    if device in ('', 'auto', None):
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    dev = torch.device(device)
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f'device {device!r} requested but CUDA is not available (use "cpu" or "auto")')
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> fp16 on CUDA, bf16 on a CPU with native bf16, else fp32.
+
+    Raises:
+        ValueError: unknown precision, or fp16 on CPU (no fast fp16 convolution there).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f'precision {precision!r} not in {PRECISIONS}')
+    if precision == 'auto':
+        if device.type == 'cuda':
+            return 'fp16'
+        return 'bf16' if cpu_supports_fast_bf16() else 'fp32'
+    if precision == 'fp16' and device.type == 'cpu':
+        raise ValueError('fp16 is for CUDA; on CPU use bf16 (or fp32)')
+    return precision
+
+
+def flip_post_process(inv: torch.Tensor, inv_flipped: torch.Tensor) -> torch.Tensor:
+    """Fuse predictions of an image and its mirror (Monodepth / packnet-sfm "pp" mode).
+
+    The mirrored prediction is flipped back. The left 5% of columns take the flipped-back
+    prediction, the right 5% the original one, each blended linearly into the mean of
+    both over the next 5% of the width; the middle is the mean.
+
+    Args:
+        inv: (B, 1, H, W) inverse depth of the image.
+        inv_flipped: (B, 1, H, W) inverse depth of the horizontally flipped image.
+
+    Returns:
+        (B, 1, H, W) fused inverse depth.
+    """
+    back = inv_flipped.flip(-1)
+    W = inv.shape[-1]
+    xs = torch.linspace(0.0, 1.0, W, device=inv.device, dtype=inv.dtype).view(1, 1, 1, W)
+    left = 1.0 - torch.clamp(20.0 * (xs - 0.05), 0.0, 1.0)  # 1 on the left 5%, 0 after 10%
+    right = left.flip(-1)
+    return right * inv + left * back + (1.0 - left - right) * 0.5 * (inv + back)
+
+
+@dataclass
+class DepthResult:
+    """One prediction.
+
+    Attributes:
+        depth: (H, W) float32 metres along the optical axis; NaN invalid, +Inf beyond
+            ``max_depth``, -Inf below ``min_depth`` (REP 117).
+        K: (3, 3) intrinsics of ``depth``'s resolution, or None when none were given.
+        rgb: (H, W, 3) uint8 input image at ``depth``'s resolution (for coloured clouds).
+        scale: factor applied to the network's depth.
+        timings_ms: preprocess / inference / postprocess wall times.
+    """
+
+    depth: np.ndarray
+    K: np.ndarray | None
+    rgb: np.ndarray
+    scale: float = 1.0
+    timings_ms: dict = field(default_factory=dict)
+
+
+class DepthEstimator:
+    """A depth network ready for inference on one device and precision.
+
+    Args:
+        depth_net: PackNet depth network (eval mode is set here).
+        spec: what it is (input shape, name); see :class:`packnet_ros.checkpoint.ModelSpec`.
+        device: "auto", "cpu", "cuda", "cuda:N".
+        precision: "auto", "fp32", "bf16", "fp16" (see :func:`resolve_precision`).
+        max_depth: metres; deeper pixels become +Inf. Defaults to the spec's max_depth.
+        min_depth: metres; shallower pixels become -Inf (0 disables).
+        input_shape: (h, w) override of the network input size (multiples of 32).
+
+    Raises:
+        ValueError: bad device/precision or an input shape not divisible by 32.
+    """
+
+    def __init__(self, depth_net: torch.nn.Module, spec: ModelSpec | None = None, device: str = 'auto',
+                 precision: str = 'auto', max_depth: float | None = None, min_depth: float = 0.0,
+                 input_shape: tuple[int, int] | None = None):
+        self.spec = spec or ModelSpec()
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.dtype = _DTYPES[self.precision]
+        shape = tuple(int(v) for v in (input_shape or self.spec.image_shape))
+        if len(shape) != 2 or shape[0] % 32 or shape[1] % 32 or min(shape) <= 0:
+            raise ValueError(f'network input shape {shape} must be (H, W) multiples of 32')
+        self.input_shape = shape
+        self.max_depth = float(self.spec.max_depth if max_depth is None else max_depth)
+        self.min_depth = float(min_depth)
+        self.net = self._prepare(depth_net)
+
+    # -- construction --------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(cls, path: str, **kwargs) -> 'DepthEstimator':
+        """Load a packnet-sfm or project checkpoint (see :func:`load_checkpoint`)."""
+        ckpt = load_checkpoint(path, with_pose=False)
+        est = cls(ckpt.depth_net, ckpt.spec, **kwargs)
+        est.checkpoint = ckpt
+        return est
+
+    @classmethod
+    def from_loaded(cls, ckpt: Checkpoint, **kwargs) -> 'DepthEstimator':
+        """Wrap an already loaded :class:`Checkpoint`."""
+        est = cls(ckpt.depth_net, ckpt.spec, **kwargs)
+        est.checkpoint = ckpt
+        return est
+
+    @classmethod
+    def untrained(cls, spec: ModelSpec | None = None, seed: int = 0, **kwargs) -> 'DepthEstimator':
+        """Randomly initialised network (Xavier, as packnet-sfm) of the given spec."""
+        spec = spec or ModelSpec()
+        torch.manual_seed(seed)
+        net = build_depth_net(spec.depth_net, spec.version, spec.width)
+        est = cls(net, spec, **kwargs)
+        est.checkpoint = None
+        return est
+
+    checkpoint: Checkpoint | None = None
+
+    def _prepare(self, net: torch.nn.Module) -> torch.nn.Module:
+        net = net.eval().to(self.device)
+        if self.precision != 'fp32':
+            net = net.to(self.dtype)
+        for m in net.modules():  # channels-last suits oneDNN (CPU) and tensor cores (CUDA)
+            if isinstance(m, torch.nn.Conv2d):
+                m.to(memory_format=torch.channels_last)
+        for p in net.parameters():
+            p.requires_grad_(False)
+        return net
+
+    @property
+    def label(self) -> str:
+        """Network name, e.g. "PackNet01-1A"."""
+        return self.spec.label
+
+    # -- pipeline ----------------------------------------------------------------------
+    def preprocess(self, rgb: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """(H, W, 3) uint8 RGB -> ((1, 3, h, w) tensor on the device, (h, w, 3) resized RGB)."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f'expected an (H, W, 3) RGB image, got shape {rgb.shape}')
+        small = resize_rgb(rgb, *self.input_shape)
+        x = rgb_to_tensor(small)
+        if self.device.type == 'cuda':
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        return x, small
+
+    @torch.inference_mode()
+    def infer(self, x: torch.Tensor, flip_pp: bool = False) -> torch.Tensor:
+        """Network forward: (B, 3, h, w) in [0, 1] -> inverse depth (B, 1, h, w) float32, 1/m."""
+        x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+        inv = self.net(x).float()
+        if flip_pp:
+            inv = flip_post_process(inv, self.net(x.flip(-1)).float())
+        return inv
+
+    def to_depth(self, inv: torch.Tensor, scale: float = 1.0,
+                 output_size: tuple[int, int] | None = None) -> np.ndarray:
+        """Inverse depth (1, 1, h, w) -> depth (H, W) float32 metres with REP 117 marking.
+
+        Resizing to ``output_size`` interpolates inverse depth bilinearly
+        (align_corners=True, as the packnet-sfm evaluation does) before inverting.
+        """
+        if output_size is not None and tuple(output_size) != tuple(inv.shape[-2:]):
+            inv = F.interpolate(inv, size=tuple(output_size), mode='bilinear', align_corners=True)
+        depth = scale / inv.clamp(min=1e-6)
+        depth = torch.where(torch.isfinite(depth), depth, torch.full_like(depth, float('nan')))
+        depth = torch.where(depth > self.max_depth, torch.full_like(depth, float('inf')), depth)
+        if self.min_depth > 0:
+            depth = torch.where(depth < self.min_depth, torch.full_like(depth, float('-inf')), depth)
+        return depth[0, 0].cpu().numpy()
+
+    def predict(self, rgb: np.ndarray, K: np.ndarray | None = None, scale: float = 1.0,
+                output: str = 'network', flip_pp: bool = False) -> DepthResult:
+        """Predict metric depth for one RGB image.
+
+        Args:
+            rgb: (H, W, 3) uint8 RGB at the camera's resolution.
+            K: (3, 3) camera intrinsics at (H, W), or None.
+            scale: multiplies the network's depth (metric scale factor).
+            output: "network" (depth at the network's (h, w)) or "camera" (resized back
+                to (H, W)); K is scaled to match.
+            flip_pp: average with the mirrored image's prediction (evaluation "pp" mode).
+
+        Returns:
+            :class:`DepthResult`.
+        """
+        if output not in ('network', 'camera'):
+            raise ValueError(f'output must be "network" or "camera", got {output!r}')
+        t0 = time.perf_counter()
+        x, small = self.preprocess(rgb)
+        t1 = time.perf_counter()
+        inv = self.infer(x, flip_pp=flip_pp)
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+        t2 = time.perf_counter()
+        H, W = rgb.shape[:2]
+        h, w = self.input_shape
+        if output == 'camera':
+            depth = self.to_depth(inv, scale, (H, W))
+            K_out, img = (None if K is None else np.array(K, dtype=np.float64)), rgb
+        else:
+            depth = self.to_depth(inv, scale)
+            K_out = None if K is None else scale_intrinsics(K, w / W, h / H)
+            img = small
+        t3 = time.perf_counter()
+        return DepthResult(depth, K_out, img, scale,
+                           {'preprocess_ms': 1e3 * (t1 - t0), 'inference_ms': 1e3 * (t2 - t1),
+                            'postprocess_ms': 1e3 * (t3 - t2)})

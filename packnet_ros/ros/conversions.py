@@ -1,0 +1,146 @@
+"""numpy <-> ROS 2 message conversions (sensor_msgs Image, CameraInfo, PointCloud2).
+
+Replaces cv_bridge / sensor_msgs_py (no working wheels with numpy 2): decoding honours
+``step`` and ``is_bigendian`` (see :mod:`packnet_ros.imageproc`); clouds are packed from
+numpy structured arrays in one copy. Builders return rclpy message instances; they are
+also used to write bags (serialised with ``rclpy.serialization``).
+"""
+from __future__ import annotations
+
+import numpy as np
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from std_msgs.msg import Header
+
+from ..geometry import intrinsics_from_camera_info
+from ..imageproc import decode_image, depth_image_to_meters, depth_to_buffer, to_rgb8
+
+_POINTFIELD_TYPES = {np.dtype('<f4'): PointField.FLOAT32, np.dtype('<f8'): PointField.FLOAT64,
+                     np.dtype('<u4'): PointField.UINT32, np.dtype('uint8'): PointField.UINT8}
+
+
+def stamp_to_ns(stamp) -> int:
+    """builtin_interfaces/Time -> integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def make_header(stamp_ns: int, frame_id: str) -> Header:
+    """std_msgs/Header with a stamp given in nanoseconds."""
+    h = Header(frame_id=frame_id)
+    h.stamp.sec, h.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return h
+
+
+def decode_image_msg(msg) -> np.ndarray:
+    """Decode any supported ``sensor_msgs/Image`` (rclpy or rosbags) to a numpy array.
+
+    Raises:
+        packnet_ros.imageproc.ImageFormatError: unsupported encoding or malformed buffer.
+    """
+    return decode_image(msg.height, msg.width, msg.encoding, msg.step, msg.data, bool(msg.is_bigendian))
+
+
+def image_msg_to_rgb(msg) -> np.ndarray:
+    """Camera image message (rgb8, bgr8, rgba8, bgra8, mono8) -> (H, W, 3) uint8 RGB.
+
+    Raises:
+        packnet_ros.imageproc.ImageFormatError: other encodings or a malformed buffer.
+    """
+    return to_rgb8(decode_image_msg(msg), msg.encoding)
+
+
+def depth_msg_to_meters(msg) -> np.ndarray:
+    """Depth image message (32FC1 metres or 16UC1 millimetres) -> (H, W) float32 metres, NaN invalid."""
+    return depth_image_to_meters(decode_image_msg(msg), msg.encoding)
+
+
+def rgb_to_image_msg(rgb: np.ndarray, header: Header) -> Image:
+    """(H, W, 3) uint8 RGB -> rgb8 Image."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    return Image(header=header, height=rgb.shape[0], width=rgb.shape[1], encoding='rgb8',
+                 is_bigendian=0, step=rgb.shape[1] * 3, data=rgb.tobytes())
+
+
+def depth_to_image_msg(depth: np.ndarray, header: Header) -> Image:
+    """(H, W) float32 metres -> 32FC1 Image (REP 118; NaN / +-Inf kept per REP 117)."""
+    encoding, step, data = depth_to_buffer(depth)
+    return Image(header=header, height=depth.shape[0], width=depth.shape[1], encoding=encoding,
+                 is_bigendian=0, step=step, data=data)
+
+
+def camera_info_to_K(msg) -> np.ndarray:
+    """(3, 3) intrinsics of a CameraInfo: P's left 3x3 when P is set, else K.
+
+    Raises:
+        ValueError: uncalibrated camera_info (all zeros).
+    """
+    return intrinsics_from_camera_info(msg.k, msg.p)
+
+
+def make_camera_info(header: Header, K: np.ndarray, width: int, height: int) -> CameraInfo:
+    """Monocular rectified CameraInfo: K, P = [K | 0], R = I, no distortion (plumb_bob zeros)."""
+    K = np.asarray(K, dtype=np.float64)
+    P = np.zeros((3, 4))
+    P[:, :3] = K
+    return CameraInfo(header=header, width=int(width), height=int(height), distortion_model='plumb_bob',
+                      d=[0.0] * 5, k=K.reshape(-1).tolist(), r=np.eye(3).reshape(-1).tolist(),
+                      p=P.reshape(-1).tolist())
+
+
+def resized_camera_info(info, header: Header, width: int, height: int) -> CameraInfo:
+    """CameraInfo for the image resized to (width, height) (image_proc ResizeNode convention).
+
+    K[0], K[2], P[0], P[2], P[3] scale by sx = width / info.width and K[4], K[5], P[5],
+    P[6] by sy; distortion and R are kept; binning and ROI are reset. An ``info`` whose
+    width/height are 0 is taken to be at the (width, height) given.
+    """
+    sx = width / info.width if info.width else 1.0
+    sy = height / info.height if info.height else 1.0
+    k = np.array(info.k, dtype=np.float64)
+    p = np.array(info.p, dtype=np.float64)
+    k[[0, 2]] *= sx
+    k[[4, 5]] *= sy
+    p[[0, 2, 3]] *= sx
+    p[[5, 6]] *= sy
+    return CameraInfo(header=header, width=int(width), height=int(height),
+                      distortion_model=info.distortion_model or 'plumb_bob', d=list(info.d),
+                      k=k.tolist(), r=list(info.r), p=p.tolist())
+
+
+def cloud_to_msg(cloud: np.ndarray, header: Header) -> PointCloud2:
+    """Structured (H, W) point array -> organized PointCloud2.
+
+    Fields come from the array's dtype (x, y, z float32, optional packed ``rgb`` float32),
+    little-endian, ``is_dense`` false (NaN points mark invalid pixels), as depth_image_proc.
+    """
+    if cloud.ndim != 2 or cloud.dtype.names is None:
+        raise ValueError('cloud must be a structured (H, W) array')
+    fields = []
+    for name in cloud.dtype.names:
+        dt, offset = cloud.dtype.fields[name][:2]
+        fields.append(PointField(name=name, offset=offset, datatype=_POINTFIELD_TYPES[dt], count=1))
+    H, W = cloud.shape
+    return PointCloud2(header=header, height=H, width=W, fields=fields, is_bigendian=False,
+                       point_step=cloud.dtype.itemsize, row_step=cloud.dtype.itemsize * W,
+                       data=np.ascontiguousarray(cloud).tobytes(), is_dense=False)
+
+
+def cloud_msg_to_xyz(msg) -> np.ndarray:
+    """PointCloud2 (any layout with float32 x, y, z) -> (H, W, 3) float32 (organised) or (N, 3).
+
+    Works for rclpy and rosbags messages.
+
+    Raises:
+        ValueError: no float32 x, y, z fields.
+    """
+    offsets = {f.name: (f.offset, f.datatype) for f in msg.fields}
+    if not all(n in offsets and offsets[n][1] == PointField.FLOAT32 for n in 'xyz'):
+        raise ValueError(f'PointCloud2 without float32 x, y, z fields: {sorted(offsets)}')
+    fmt = '>f4' if msg.is_bigendian else '<f4'
+    dtype = np.dtype({'names': list('xyz'), 'formats': [fmt] * 3,
+                      'offsets': [offsets[n][0] for n in 'xyz'], 'itemsize': msg.point_step})
+    buf = np.frombuffer(memoryview(msg.data).cast('B'), dtype=np.uint8)
+    n = msg.height * msg.width
+    rows = buf[:msg.height * msg.row_step].reshape(msg.height, msg.row_step)[:, :msg.width * msg.point_step]
+    pts = np.ascontiguousarray(rows).view(dtype).reshape(n)
+    xyz = np.stack([pts['x'], pts['y'], pts['z']], -1).astype(np.float32)
+    return xyz.reshape(msg.height, msg.width, 3) if msg.height > 1 else xyz
