@@ -24,7 +24,16 @@ COLOR_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8')
 
 
 class ImageFormatError(ValueError):
-    """An image message that cannot be decoded (unknown encoding, bad size or step)."""
+    """An image message that cannot be decoded.
+
+    Attributes:
+        kind: "encoding" (unsupported), "step" (row stride too small), "size" (buffer too
+            short) or "empty" (zero width/height).
+    """
+
+    def __init__(self, message: str, kind: str = 'encoding'):
+        super().__init__(message)
+        self.kind = kind
 
 
 def decode_image(height: int, width: int, encoding: str, step: int, data, is_bigendian: bool = False
@@ -42,15 +51,16 @@ def decode_image(height: int, width: int, encoding: str, step: int, data, is_big
     if encoding not in ENCODINGS:
         raise ImageFormatError(f'unsupported encoding {encoding!r} (supported: {", ".join(ENCODINGS)})')
     if height <= 0 or width <= 0:
-        raise ImageFormatError(f'empty image {width}x{height}')
+        raise ImageFormatError(f'empty image {width}x{height}', 'empty')
     dtype, channels = ENCODINGS[encoding]
     dtype = np.dtype(dtype).newbyteorder('>' if is_bigendian else '<')
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
-        raise ImageFormatError(f'step {step} is smaller than a row of {width} px {encoding} ({row_bytes} bytes)')
+        raise ImageFormatError(f'step {step} is smaller than a row of {width} px {encoding} ({row_bytes} bytes)',
+                               'step')
     buf = np.frombuffer(memoryview(data).cast('B'), dtype=np.uint8)
     if buf.size < height * step:
-        raise ImageFormatError(f'data has {buf.size} bytes, expected height*step = {height * step}')
+        raise ImageFormatError(f'data has {buf.size} bytes, expected height*step = {height * step}', 'size')
     rows = buf[:height * step].reshape(height, step)
     if step != row_bytes:  # drop the row padding (copies)
         rows = np.ascontiguousarray(rows[:, :row_bytes])

@@ -85,3 +85,41 @@ def decimate(depth: np.ndarray, K: np.ndarray, step: int) -> tuple[np.ndarray, n
     K[1, :] /= step
     K[2] = (0.0, 0.0, 1.0)
     return depth[::step, ::step], K
+
+
+_FLOAT32 = 7  # sensor_msgs/PointField.FLOAT32
+
+
+def cloud_msg_to_arrays(msg) -> tuple[np.ndarray, np.ndarray | None]:
+    """PointCloud2 (rclpy or rosbags message) -> (points, colours).
+
+    Args:
+        msg: a cloud with float32 x, y, z fields (any point_step / row_step, either
+            endianness) and optionally a packed float32 ``rgb`` field.
+
+    Returns:
+        points (H, W, 3) float32 for organised clouds (height > 1) else (N, 3); colours of
+        the same leading shape (uint8 RGB) or None.
+
+    Raises:
+        ValueError: no float32 x, y, z fields.
+    """
+    fields = {f.name: (f.offset, f.datatype) for f in msg.fields}
+    if not all(n in fields and fields[n][1] == _FLOAT32 for n in 'xyz'):
+        raise ValueError(f'PointCloud2 without float32 x, y, z fields: {sorted(fields)}')
+    names = [n for n in ('x', 'y', 'z', 'rgb') if n in fields]
+    order = '>' if msg.is_bigendian else '<'
+    dtype = np.dtype({'names': names, 'formats': [order + ('u4' if n == 'rgb' else 'f4') for n in names],
+                      'offsets': [fields[n][0] for n in names], 'itemsize': msg.point_step})
+    buf = np.frombuffer(memoryview(msg.data).cast('B'), dtype=np.uint8)
+    rows = buf[:msg.height * msg.row_step].reshape(msg.height, msg.row_step)[:, :msg.width * msg.point_step]
+    pts = np.ascontiguousarray(rows).view(dtype).reshape(msg.height, msg.width)
+    xyz = np.stack([pts['x'], pts['y'], pts['z']], -1).astype(np.float32)
+    rgb = None
+    if 'rgb' in names:
+        packed = pts['rgb'].astype(np.uint32)
+        rgb = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], -1).astype(np.uint8)
+    if msg.height == 1:
+        xyz = xyz[0]
+        rgb = None if rgb is None else rgb[0]
+    return xyz, rgb

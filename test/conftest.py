@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,14 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Network rule (DEVELOPERS.md): every rclpy process of the test run stays on loopback, in a
+# ROS domain of its own (derived from the pid unless PACKNET_TEST_DOMAIN_ID is given).
+# Set before anything imports rclpy; node processes started by tests inherit it.
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+os.environ['ROS_DOMAIN_ID'] = os.environ.get('PACKNET_TEST_DOMAIN_ID', str(150 + os.getpid() % 80))
+os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(ROOT / 'config' / 'fastdds_large_messages.xml')
+os.environ.setdefault('AMENT_PREFIX_PATH', sys.prefix)
 SHARED = Path(os.environ.get('PACKNET_ROS_SHARED', ROOT.parent / 'shared'))
 DATA = SHARED / 'data'
 KITTI_TINY = DATA / 'kitti_tiny'
@@ -42,3 +51,7 @@ def kitti_drive() -> Path:
     if not KITTI_DRIVE.is_dir():
         pytest.fail(f'real KITTI data missing at {KITTI_DRIVE} (../shared/data must be beside the repo)')
     return KITTI_DRIVE
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: starts ROS processes or trains (deselect with -m "not slow")')

@@ -122,25 +122,3 @@ def cloud_to_msg(cloud: np.ndarray, header: Header) -> PointCloud2:
     return PointCloud2(header=header, height=H, width=W, fields=fields, is_bigendian=False,
                        point_step=cloud.dtype.itemsize, row_step=cloud.dtype.itemsize * W,
                        data=np.ascontiguousarray(cloud).tobytes(), is_dense=False)
-
-
-def cloud_msg_to_xyz(msg) -> np.ndarray:
-    """PointCloud2 (any layout with float32 x, y, z) -> (H, W, 3) float32 (organised) or (N, 3).
-
-    Works for rclpy and rosbags messages.
-
-    Raises:
-        ValueError: no float32 x, y, z fields.
-    """
-    offsets = {f.name: (f.offset, f.datatype) for f in msg.fields}
-    if not all(n in offsets and offsets[n][1] == PointField.FLOAT32 for n in 'xyz'):
-        raise ValueError(f'PointCloud2 without float32 x, y, z fields: {sorted(offsets)}')
-    fmt = '>f4' if msg.is_bigendian else '<f4'
-    dtype = np.dtype({'names': list('xyz'), 'formats': [fmt] * 3,
-                      'offsets': [offsets[n][0] for n in 'xyz'], 'itemsize': msg.point_step})
-    buf = np.frombuffer(memoryview(msg.data).cast('B'), dtype=np.uint8)
-    n = msg.height * msg.width
-    rows = buf[:msg.height * msg.row_step].reshape(msg.height, msg.row_step)[:, :msg.width * msg.point_step]
-    pts = np.ascontiguousarray(rows).view(dtype).reshape(n)
-    xyz = np.stack([pts['x'], pts['y'], pts['z']], -1).astype(np.float32)
-    return xyz.reshape(msg.height, msg.width, 3) if msg.height > 1 else xyz

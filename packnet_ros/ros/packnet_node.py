@@ -98,6 +98,7 @@ class PackNetNode(Node):
         self._check_choices({n: self.get_parameter(n).value for n in CHOICES})
         self.estimator = self._load_estimator()
         self._stats_lock = threading.Lock()
+        self._warned: dict[str, tuple[float, int]] = {}
         self.frames_processed = 0
         self.frames_dropped = 0
         self.speed = SpeedTrack()
@@ -146,7 +147,7 @@ class PackNetNode(Node):
             return est
         spec = ModelSpec(depth_net=str(self._p('network')), width=float(self._p('network_width')))
         if ckpt == 'default':
-            self.get_logger().warn('no default checkpoint is installed: running UNTRAINED weights, '
+            self.get_logger().warning('no default checkpoint is installed: running UNTRAINED weights, '
                                    'the depth is meaningless (set the checkpoint parameter)')
         est = DepthEstimator.untrained(spec, **kwargs)
         self.weights_description = 'UNTRAINED (random) weights'
@@ -183,7 +184,7 @@ class PackNetNode(Node):
         if math.isfinite(speed):
             self.speed.add(stamp_to_ns(msg.header.stamp), speed)
         else:
-            self.get_logger().warn('odometry with a non-finite twist ignored', throttle_duration_sec=5.0)
+            self.warn_throttled('bad_odom', 'odometry with a non-finite twist ignored')
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         with self._pair_lock:
@@ -198,14 +199,27 @@ class PackNetNode(Node):
         for old in evicted:
             self._drop(f'no camera_info with the stamp of image {stamp_to_ns(old.header.stamp)} ns '
                        f'(frame "{old.header.frame_id}"); check the camera_info topic, or set '
-                       f'camera_info_match:=latest if its stamps differ from the images\'')
+                       f'camera_info_match:=latest if its stamps differ from the images\'', 'no_camera_info')
         if pair:
             self._process(*pair)
 
-    def _drop(self, reason: str) -> None:
+    def _drop(self, reason: str, kind: str) -> None:
+        """Count a dropped frame and warn, throttled per kind of problem."""
         with self._stats_lock:
             self.frames_dropped += 1
-        self.get_logger().warn(f'frame dropped: {reason}', throttle_duration_sec=5.0)
+        self.warn_throttled(kind, f'frame dropped: {reason}')
+
+    def warn_throttled(self, kind: str, text: str, period_s: float = 5.0) -> None:
+        """Log a warning at most once per ``period_s`` for each ``kind`` (distinct problems
+        are all reported; a flood of one problem is not)."""
+        now = time.monotonic()
+        last, suppressed = self._warned.get(kind, (-1e9, 0))
+        if now - last < period_s:
+            self._warned[kind] = (last, suppressed + 1)
+            return
+        more = f' ({suppressed} more since the last report)' if suppressed else ''
+        self.get_logger().warning(text + more)
+        self._warned[kind] = (now, 0)
 
     def _has_subscribers(self) -> bool:
         return any(p.get_subscription_count() > 0
@@ -229,21 +243,21 @@ class PackNetNode(Node):
         try:
             rgb = image_msg_to_rgb(image)
         except ImageFormatError as exc:
-            self._drop(f'bad image on {self.resolve_topic_name("image")}: {exc}')
+            self._drop(f'bad image on {self.resolve_topic_name("image")}: {exc}', f'bad_image_{exc.kind}')
             return
         try:
             K = camera_info_to_K(info)
         except ValueError as exc:
-            self._drop(f'bad camera_info: {exc}')
+            self._drop(f'bad camera_info: {exc}', 'bad_camera_info')
             return
         H, W = rgb.shape[:2]
         if info.width and info.height and (info.width, info.height) != (W, H):
-            self._drop(f'camera_info is for {info.width}x{info.height} but the image is {W}x{H}')
+            self._drop(f'camera_info is for {info.width}x{info.height} but the image is {W}x{H}', 'size_mismatch')
             return
         try:
             self._publish_outputs(image, info, rgb, K, t_start)
         except Exception as exc:  # noqa: BLE001 - the node must survive any single frame
-            self._drop(f'{type(exc).__name__}: {exc}')
+            self._drop(f'{type(exc).__name__}: {exc}', 'internal')
             self.get_logger().debug('frame failure', exc_info=True)
 
     def _publish_outputs(self, image: Image, info: CameraInfo, rgb: np.ndarray, K: np.ndarray,
@@ -273,7 +287,7 @@ class PackNetNode(Node):
         try:
             pub.publish(msg)
         except Exception as exc:  # noqa: BLE001 - RCLError when a reliable queue saturates
-            self.get_logger().warn(f'publish on {pub.topic_name} failed: {exc}', throttle_duration_sec=5.0)
+            self.warn_throttled('publish', f'publish on {pub.topic_name} failed: {exc}')
 
     def _stats(self, header, depth, scale, source, timings, latency_ms, publish_ms):
         finite = depth[np.isfinite(depth)]

@@ -1,0 +1,167 @@
+"""``packnet-ros demo``: the main job on real data, end to end.
+
+1. converts a KITTI raw drive (../shared/data/kitti_tiny) into a rosbag2 (MCAP);
+2. starts ``packnet_node`` as its own process (loopback only, own ROS domain, sim time);
+3. replays the bag into it frame by frame and records everything it publishes;
+4. scores the recorded depth against the LiDAR ground truth through the evaluation
+   code (Garg crop, 0-80 m; metric and median-scaled), writes per-frame panels
+   (input | depth | ground truth | error), a bird's-eye view of a point cloud and a
+   metrics JSON, and prints the tables and latencies.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import default_checkpoint_path, load_checkpoint
+from .evaluation.report import (bins_text, counts_text, modes_table, write_csv, write_json,
+                                write_plots)
+from .evaluation.runner import BagTopics, SampleWriter, evaluate_recorded
+from .evaluation.scoring import EvalSettings
+from .evaluation.visualize import birds_eye, save_png
+from .paths import config_file
+from .pointcloud import cloud_msg_to_arrays, depth_to_xyz
+
+
+def find_kitti_drive(path: str | Path) -> Path:
+    """A KITTI raw drive folder (``*_sync`` with image_02) given it or a folder above it.
+
+    Raises:
+        FileNotFoundError: none found.
+    """
+    path = Path(path)
+    if (path / 'image_02').is_dir():
+        return path
+    found = sorted(p.parent for p in path.glob('**/image_02') if p.parent.name.endswith('_sync'))
+    if not found:
+        raise FileNotFoundError(f'no KITTI raw drive (a *_sync folder with image_02/) under {path}')
+    return found[0]
+
+
+def describe_weights(checkpoint: str) -> tuple[str, str]:
+    """(node parameter value, human description) for the demo's ``--checkpoint`` choice."""
+    if checkpoint in ('', 'default'):
+        path = default_checkpoint_path()
+        if path is None:
+            return 'untrained', ('UNTRAINED weights: no default checkpoint is installed yet, so the depth '
+                                 'below is what a random PackNet predicts (a pipeline check, not a result)')
+        meta = load_checkpoint(path, with_pose=False).metadata
+        return str(path), f'default checkpoint {path.name} ({meta.get("network", "?")}, {meta.get("summary", "")})'
+    if checkpoint == 'untrained':
+        return 'untrained', 'UNTRAINED weights (requested)'
+    return checkpoint, f'checkpoint {checkpoint}'
+
+
+def _latency_rows(stats: list, e2e: dict) -> str:
+    def summary(vals):
+        v = np.asarray(vals, float)
+        return f'{np.median(v):8.1f} {np.percentile(v, 90):8.1f} {v.max():8.1f}' if v.size else '      -'
+    lines = [f'{"latency (ms)":34s} {"median":>8s} {"p90":>8s} {"max":>8s}']
+    for key, name in (('inference_ms', 'network forward (node)'), ('preprocess_ms', 'preprocess (node)'),
+                      ('postprocess_ms', 'depth/cloud/messages (node)'), ('latency_ms', 'node total')):
+        lines.append(f'{name:34s} {summary([getattr(s, key) for s in stats])}')
+    for topic in ('depth', 'points'):
+        vals = [v[topic] for v in e2e.values() if topic in v]
+        lines.append(f'{"image published -> " + topic + " received":34s} {summary(vals)}')
+    lines.append('(first frame includes one-off warm-up; all frames counted)')
+    return '\n'.join(lines)
+
+
+def run_demo(data: str | Path, out: str | Path, checkpoint: str = 'default', device: str = 'auto',
+             precision: str = 'auto', domain_id: int | None = None, frame_timeout_s: float = 120.0) -> int:
+    """Run the demo; returns a process exit code (0 = all frames answered and scored)."""
+    from .data import KittiDrive
+    from .ros.bag import write_kitti_bag
+    from .ros.live import NodeProcess, local_ros_env, replay_into_node
+
+    t0 = time.time()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    drive = KittiDrive(find_kitti_drive(data))
+    env = local_ros_env(domain_id)
+    print(f'[demo] data: {drive.path} ({len(drive.frames)} frames, {drive.image_size[1]}x{drive.image_size[0]})')
+    print(f'[demo] ROS: discovery {env["ROS_AUTOMATIC_DISCOVERY_RANGE"]}, domain {env["ROS_DOMAIN_ID"]}')
+
+    in_bag = out / 'bags' / 'kitti_input'
+    summary = write_kitti_bag(drive, in_bag, overwrite=True)
+    print(f'[demo] input bag {in_bag}: ' + ', '.join(f'{t} x{n}' for t, n in summary.counts.items()))
+    for frame, reason in summary.skipped:
+        print(f'[demo]   frame {frame}: {reason}')
+
+    ckpt_param, weights = describe_weights(checkpoint)
+    print(f'[demo] weights: {weights}')
+    topics = BagTopics()
+    out_bag = out / 'bags' / 'packnet_output'
+    params = {'checkpoint': ckpt_param, 'device': device, 'precision': precision, 'lazy': True}
+    if ckpt_param == 'untrained':
+        params.update(network='PackNet01', network_width=1.0)
+    remap = {'image': topics.image, 'camera_info': topics.camera_info, 'odom': topics.odom}
+    with NodeProcess(params, config_file('packnet.yaml'), remap, log_path=out / 'node.log') as node:
+        print(f'[demo] packnet_node started (pid {node.proc.pid}, log {out / "node.log"}); replaying on sim time')
+        report = replay_into_node(in_bag, out_bag, topics.image, [topics.camera_info, topics.odom],
+                                  node_process=node, frame_timeout_s=frame_timeout_s,
+                                  progress=lambda r: print(f'[demo]   frame {r.frames_sent}/{len(drive.frames)} '
+                                                           f'answered {r.frames_answered}', flush=True))
+    print(f'[demo] output bag {out_bag}: ' + ', '.join(f'{t} x{n}' for t, n in report.counts.items()))
+
+    settings = EvalSettings()
+    samples = SampleWriter(out / 'frames')
+    result = evaluate_recorded(out_bag, '/packnet_node/depth', in_bag, topics, settings,
+                               label='packnet_node', samples=samples)
+    _write_birds_eye(out_bag, drive, out / 'birds_eye.png')
+    stats = _read_stats(out_bag)
+
+    print()
+    print(f'Depth against the LiDAR ({drive.path.name}, frames {drive.frames[0]}-{drive.frames[-1]}, '
+          f'Garg crop, {settings.min_depth:g}-{settings.max_depth:g} m)')
+    print(f'weights: {weights}')
+    print(modes_table(result))
+    print(bins_text(result))
+    print(counts_text(result))
+    print()
+    print(_latency_rows(stats, report.e2e_ms))
+    if stats:
+        s = stats[-1]
+        print(f'network {s.network} on {s.device} ({s.precision}), input {s.input_width}x{s.input_height}; '
+              f'node frames processed {s.frames_processed}, dropped {s.frames_dropped}')
+    doc = result.to_json()
+    doc['weights'] = weights
+    doc['latency_ms'] = {k: [getattr(s, k) for s in stats]
+                         for k in ('inference_ms', 'preprocess_ms', 'postprocess_ms', 'latency_ms')}
+    doc['e2e_ms'] = {str(k): v for k, v in report.e2e_ms.items()}
+    doc['frames'] = {'sent': report.frames_sent, 'answered': report.frames_answered,
+                     'missing': report.missing}
+    write_json(out / 'metrics.json', doc)
+    write_csv(out / 'per_frame.csv', result.per_frame)
+    plots = write_plots(result, out)
+    print()
+    print(f'[demo] wrote {len(samples.written)} panels to {out / "frames"}, {out / "birds_eye.png"}, '
+          f'{", ".join(p.name for p in plots)}, metrics.json, per_frame.csv ({time.time() - t0:.0f} s)')
+    ok = report.frames_answered == report.frames_sent == len(drive.frames) and result.counts['frames_scored'] > 0
+    if not ok:
+        print(f'[demo] FAILED: {report.frames_answered}/{report.frames_sent} frames answered, '
+              f'{result.counts["frames_scored"]} scored (see {out / "node.log"})')
+    return 0 if ok else 1
+
+
+def _read_stats(bag: Path) -> list:
+    from .bagio import iter_messages
+    return [m.msg for m in iter_messages(bag, ['/packnet_node/stats'])]
+
+
+def _write_birds_eye(out_bag: Path, drive, path: Path) -> None:
+    """Bird's-eye view of the middle frame's predicted cloud with that frame's LiDAR on top."""
+    from .bagio import iter_messages
+    clouds = list(iter_messages(out_bag, ['/packnet_node/points']))
+    if not clouds:
+        return
+    m = clouds[len(clouds) // 2].msg
+    points, colours = cloud_msg_to_arrays(m)
+    stamp = int(m.header.stamp.sec) * 1_000_000_000 + int(m.header.stamp.nanosec)
+    lidar = None
+    for i in drive.frames:
+        if drive.timestamp_ns(i) == stamp and drive.has_gt(i):
+            lidar = depth_to_xyz(drive.gt_depth(i), drive.K)
+    save_png(path, birds_eye(points, colours, overlay=lidar))

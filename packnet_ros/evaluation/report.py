@@ -1,0 +1,138 @@
+"""Reports people read: terminal tables, JSON, per-frame CSV, plots and sample panels."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .metrics import format_bins_table, format_table
+from .scoring import EvalResult
+from .visualize import colorize_depth, error_map, panel, save_png
+
+
+def modes_table(result: EvalResult, title: str | None = None) -> str:
+    """Both modes of one result as a two-row table."""
+    return format_table({'metric (as published)': result.metric, 'median-scaled': result.median}, title)
+
+
+def compare_table(results: Mapping[str, EvalResult], mode: str = 'median') -> str:
+    """Several prediction sources side by side (``--compare``), one row per source and mode."""
+    rows = {}
+    for name, r in results.items():
+        rows[f'{name} [metric]'] = r.metric
+        rows[f'{name} [median]'] = r.median
+    return format_table(rows, 'comparison (same ground truth, same frames per source)')
+
+
+def counts_text(result: EvalResult) -> str:
+    """What could not be scored, by reason (never silently dropped)."""
+    lines = [f'frames scored: {result.counts.get("frames_scored", 0)}']
+    for k, v in sorted(result.counts.items()):
+        if k != 'frames_scored':
+            lines.append(f'  skipped/issue: {k}: {v}')
+    return '\n'.join(lines)
+
+
+def write_json(path: str | Path, doc: Mapping) -> Path:
+    """Write a JSON document (NaN/Inf become null)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_finite(doc), indent=2, sort_keys=False) + '\n')
+    return path
+
+
+def _finite(obj):
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(float(obj)) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def write_csv(path: str | Path, rows: Sequence[Mapping]) -> Path:
+    """Per-frame CSV (one row per scored frame, columns from the first row)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'w', newline='') as f:
+        if rows:
+            w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+            w.writeheader()
+            w.writerows(rows)
+    return path
+
+
+def write_plots(result: EvalResult, out_dir: str | Path, results: Mapping[str, EvalResult] | None = None) -> list[Path]:
+    """PNG plots: error by GT distance (abs_rel and rmse per bin) and abs_rel per frame.
+
+    ``results`` (optional) overlays several sources in the same plots.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = results or {result.label or 'prediction': result}
+    paths = []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, r in results.items():
+        for mode, style in (('metric', '-o'), ('median', '--s')):
+            bins = r.modes[mode].get('bins', [])
+            centres = [0.5 * (b['min_m'] + b['max_m']) for b in bins if b['n_pixels']]
+            axes[0].plot(centres, [b['abs_rel'] for b in bins if b['n_pixels']], style, label=f'{name} {mode}')
+            axes[1].plot(centres, [b['rmse'] for b in bins if b['n_pixels']], style, label=f'{name} {mode}')
+    axes[0].set(xlabel='ground-truth distance (m)', ylabel='abs_rel', title='relative error by distance')
+    axes[1].set(xlabel='ground-truth distance (m)', ylabel='rmse (m)', title='RMSE by distance')
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out_dir / 'error_by_distance.png')
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(11, 3.5))
+    for name, r in results.items():
+        idx = [row['index'] for row in r.per_frame]
+        ax.plot(idx, [row['metric_abs_rel'] for row in r.per_frame], '-o', label=f'{name} metric')
+        ax.plot(idx, [row['median_abs_rel'] for row in r.per_frame], '--s', label=f'{name} median-scaled')
+    ax.set(xlabel='frame', ylabel='abs_rel', title='abs_rel per frame')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out_dir / 'abs_rel_per_frame.png')
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def sample_panel(rgb: np.ndarray, pred: np.ndarray, gt: np.ndarray | None, title: str = '',
+                 with_error: bool = True) -> np.ndarray:
+    """input | prediction | ground truth (| error map) stacked, at the GT/camera resolution."""
+    from .scoring import resize_depth
+    H, W = (gt.shape if gt is not None else rgb.shape[:2])
+    pred_full = resize_depth(pred, (H, W), 1e4)
+    rows = [(f'input {title}'.strip(), rgb), ('prediction (m)', colorize_depth(pred_full))]
+    if gt is not None:
+        rows.append(('LiDAR ground truth', colorize_depth(gt, sparse=True)))
+        if with_error:
+            rows.append(('abs rel error (green 0 .. red >= 0.3)', error_map(pred_full, gt)))
+    return panel(rows, width=W)
+
+
+def bins_text(result: EvalResult) -> str:
+    """Per-distance-bin tables of both modes."""
+    return '\n'.join([format_bins_table(result.metric, 'metric: error by ground-truth distance'),
+                      format_bins_table(result.median, 'median-scaled: error by ground-truth distance')])
+
+
+__all__ = ['modes_table', 'compare_table', 'counts_text', 'write_json', 'write_csv', 'write_plots',
+           'sample_panel', 'bins_text', 'save_png']

@@ -1,0 +1,155 @@
+"""Frames to evaluate: camera images, depth maps and ground truth from bags or KITTI folders.
+
+Everything here reads recordings without ROS (rosbags + numpy), counts what it cannot
+use (missing camera_info, unknown encodings, undecodable messages) instead of dropping
+it silently, and associates streams by nearest header stamp within a tolerance.
+"""
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..bagio import iter_messages
+from ..geometry import intrinsics_from_camera_info
+from ..imageproc import ImageFormatError, decode_image, depth_image_to_meters, to_rgb8
+
+
+def stamp_ns(msg) -> int:
+    """Header stamp of a message in nanoseconds."""
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+@dataclass
+class ImageFrame:
+    """A camera image with its intrinsics: rgb (H, W, 3) uint8, K (3, 3) at (H, W)."""
+
+    stamp_ns: int
+    rgb: np.ndarray
+    K: np.ndarray
+    frame_id: str = ''
+
+
+@dataclass
+class DepthFrame:
+    """A depth map in metres (H, W) float32 (NaN invalid, REP 117 infinities kept)."""
+
+    stamp_ns: int
+    depth: np.ndarray
+    frame_id: str = ''
+
+
+@dataclass
+class Issues:
+    """Counted problems of a source, by reason (reported, never silently dropped)."""
+
+    counts: Counter = field(default_factory=Counter)
+    examples: dict = field(default_factory=dict)
+
+    def add(self, reason: str, detail: str = '') -> None:
+        self.counts[reason] += 1
+        self.examples.setdefault(reason, detail)
+
+    def merge(self, other: 'Issues') -> None:
+        self.counts.update(other.counts)
+        for k, v in other.examples.items():
+            self.examples.setdefault(k, v)
+
+
+def nearest(stamps: Sequence[int], t: int, tol_ns: int) -> int | None:
+    """Index of the stamp nearest to ``t`` in the sorted ``stamps`` if within ``tol_ns``, else None."""
+    if not stamps:
+        return None
+    i = bisect.bisect_left(stamps, t)
+    best = None
+    for j in (i - 1, i):
+        if 0 <= j < len(stamps) and (best is None or abs(stamps[j] - t) < abs(stamps[best] - t)):
+            best = j
+    return best if abs(stamps[best] - t) <= tol_ns else None
+
+
+class StampIndex:
+    """Items sorted by stamp for nearest-stamp lookup (out-of-order input is sorted)."""
+
+    def __init__(self, items: Sequence, key=lambda x: x.stamp_ns):
+        pairs = sorted(((key(x), x) for x in items), key=lambda p: p[0])
+        self.stamps = [p[0] for p in pairs]
+        self.items = [p[1] for p in pairs]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def find(self, t: int, tol_ns: int):
+        """Item nearest to ``t`` within ``tol_ns`` or None."""
+        j = nearest(self.stamps, t, tol_ns)
+        return None if j is None else self.items[j]
+
+
+def read_messages_safely(bag: str | Path, topics: Sequence[str], issues: Issues) -> Iterator:
+    """``iter_messages`` that turns a truncated or corrupt bag into a counted issue."""
+    try:
+        yield from iter_messages(bag, topics)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - rosbags raises various errors on damaged files
+        issues.add('bag read error (truncated or corrupt bag; later messages lost)', f'{type(exc).__name__}: {exc}')
+
+
+def image_frames(bag: str | Path, image_topic: str, info_topic: str, issues: Issues,
+                 info_tol_ns: int = 0) -> Iterator[ImageFrame]:
+    """Camera images of a bag paired with their CameraInfo (exact stamp, or nearest within
+    ``info_tol_ns``; falls back to the latest info when ``info_tol_ns`` < 0).
+
+    Images that cannot be used are counted in ``issues`` (no camera_info, uncalibrated
+    camera_info, unsupported encoding, malformed buffer).
+    """
+    infos: list = []
+    pending: list = []
+    for m in read_messages_safely(bag, [image_topic, info_topic], issues):
+        if m.topic == info_topic:
+            infos.append(m.msg)
+        else:
+            pending.append(m.msg)
+    index = StampIndex(infos, key=stamp_ns)
+    for img in pending:
+        t = stamp_ns(img)
+        info = infos[-1] if (info_tol_ns < 0 and infos) else index.find(t, max(0, info_tol_ns))
+        if info is None:
+            issues.add('image without camera_info', f'stamp {t}')
+            continue
+        try:
+            K = intrinsics_from_camera_info(info.k, info.p)
+            rgb = to_rgb8(decode_image(img.height, img.width, img.encoding, img.step, img.data,
+                                       bool(img.is_bigendian)), img.encoding)
+        except (ImageFormatError, ValueError) as exc:
+            issues.add(f'unusable image ({str(exc).split(" (")[0]})', f'stamp {t}: {exc}')
+            continue
+        yield ImageFrame(t, np.ascontiguousarray(rgb), K, img.header.frame_id)
+
+
+def depth_frames(bag: str | Path, topic: str, issues: Issues) -> list[DepthFrame]:
+    """Depth images (32FC1 metres or 16UC1 millimetres) of a bag topic, in bag order."""
+    out = []
+    for m in read_messages_safely(bag, [topic], issues):
+        img = m.msg
+        try:
+            depth = depth_image_to_meters(decode_image(img.height, img.width, img.encoding, img.step,
+                                                       img.data, bool(img.is_bigendian)), img.encoding)
+        except (ImageFormatError, ValueError) as exc:
+            issues.add(f'unusable depth image on {topic}', f'stamp {stamp_ns(img)}: {exc}')
+            continue
+        out.append(DepthFrame(stamp_ns(img), depth, img.header.frame_id))
+    return out
+
+
+def kitti_frames(drive, frames: Sequence[int] | None = None
+                 ) -> Iterator[tuple[ImageFrame, DepthFrame | None]]:
+    """(image, ground truth or None) for the frames of a :class:`packnet_ros.data.KittiDrive`."""
+    for i in (drive.frames if frames is None else frames):
+        t = drive.timestamp_ns(i)
+        gt = DepthFrame(t, drive.gt_depth(i)) if drive.has_gt(i) else None
+        yield ImageFrame(t, drive.image(i), drive.K), gt
