@@ -121,7 +121,7 @@ _ALLOWED_GLOBALS = {
     ('collections', 'OrderedDict'), ('builtins', 'set'), ('builtins', 'frozenset'),
     ('builtins', 'slice'), ('builtins', 'complex'), ('builtins', 'bytearray'),
     ('__builtin__', 'set'), ('__builtin__', 'frozenset'), ('_codecs', 'encode'),
-    ('torch', 'Size'), ('torch', 'device'),
+    ('torch', 'Size'), ('torch', 'device'), ('torch.torch_version', 'TorchVersion'),  # a str subclass
     ('numpy', 'dtype'), ('numpy.core.multiarray', 'scalar'), ('numpy._core.multiarray', 'scalar'),
 }
 
@@ -281,7 +281,7 @@ def save_checkpoint(path: str | os.PathLike, depth_net: nn.Module, spec: ModelSp
     meta = dict(metadata or {})
     meta.setdefault('created', _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds'))
     meta.setdefault('packnet_ros_version', __version__)
-    meta.setdefault('torch_version', torch.__version__)
+    meta.setdefault('torch_version', str(torch.__version__))  # TorchVersion would need a pickle global
     meta.setdefault('network', spec.label)
     obj = {'format': FORMAT, 'state_dict': state, 'config': cfg, 'metadata': meta}
     if extra:

@@ -1,0 +1,53 @@
+"""``packnet-ros train --config config/train_*.yaml``."""
+from __future__ import annotations
+
+import yaml
+
+
+def _parse_set(items):
+    out = {}
+    for item in items or []:
+        if '=' not in item:
+            raise ValueError(f'--set expects key=value (dotted key), got {item!r}')
+        k, v = item.split('=', 1)
+        out[k] = yaml.safe_load(v)
+    return out
+
+
+def _cmd_train(args) -> int:
+    from .config import load_config
+    from .train import train
+    overrides = _parse_set(args.set)
+    if args.max_epochs is not None:
+        overrides['trainer.max_epochs'] = args.max_epochs
+    if args.seed is not None:
+        overrides['seed'] = args.seed
+    cfg = load_config(args.config, overrides)
+    report = train(cfg, resume=args.resume, out_dir=args.out, progress=not args.no_progress)
+    print(_summary(report))
+    return 0
+
+
+def _summary(report: dict) -> str:
+    lines = [f'trained {report["network"]} ({report["parameters"] / 1e6:.2f} M params) for {report["epochs"]} epochs, '
+             f'{report["steps"]} steps in {report["train_wall_s"]:.0f} s ({report["precision"]}) -> {report.get("model")}']
+    for when in ('val_before', 'val_after'):
+        m = report.get(when) or {}
+        if m:
+            lines.append(f'{when}: median-scaled abs_rel {m["median_abs_rel"]:.3f} a1 {m["median_a1"]:.3f} | '
+                         f'metric abs_rel {m["metric_abs_rel"]:.3f} a1 {m["metric_a1"]:.3f} | '
+                         f'scale ratio {m["scale_ratio"]:.3f} ({m["n_frames"]} frames)')
+    return '\n'.join(lines)
+
+
+def register(sub) -> None:
+    """Add the ``train`` verb to the ``packnet-ros`` parser."""
+    p = sub.add_parser('train', help='self-supervised training (PackNet-SfM, velocity supervision)')
+    p.add_argument('--config', required=True, help='training YAML (see config/train_*.yaml)')
+    p.add_argument('--out', default=None, help='run folder (default: output_dir of the config)')
+    p.add_argument('--resume', default=None, help='checkpoint to resume from, or "auto" (the run\'s last.ckpt)')
+    p.add_argument('--max-epochs', type=int, default=None)
+    p.add_argument('--seed', type=int, default=None)
+    p.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a config key (dotted), repeatable')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar (logs only)')
+    p.set_defaults(func=_cmd_train)

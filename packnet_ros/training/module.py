@@ -1,0 +1,196 @@
+"""Self-supervised PackNet-SfM training as a Lightning module (paper Sec. 3, velocity Sec. 3.4).
+
+The networks live under ``self.model.depth_net`` / ``self.model.pose_net``, so the
+Lightning checkpoint's ``state_dict`` keys are exactly packnet-sfm's
+(``model.depth_net.*``, ``model.pose_net.*``); ``on_save_checkpoint`` adds the project's
+plain ``config``/``metadata``/``format``, making every epoch checkpoint loadable by the
+node, ``packnet-ros evaluate`` and :func:`packnet_ros.checkpoint.load_checkpoint`, while
+Lightning resumes from the same file.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from ..checkpoint import FORMAT, ModelSpec, load_checkpoint
+from ..evaluation.metrics import NoValidPixels, compute_depth_metrics
+from ..evaluation.scoring import resize_depth
+from ..evaluation.visualize import colorize_depth
+from ..geometry import pose_vec_to_mat
+from ..losses import SfmLossConfig, sfm_loss
+from ..networks import build_depth_net, build_pose_net
+from .config import TrainConfig
+
+
+class SfmModel(nn.Module):
+    """Container of the depth and pose networks (key prefixes ``depth_net.`` / ``pose_net.``)."""
+
+    def __init__(self, depth_net: nn.Module, pose_net: nn.Module):
+        super().__init__()
+        self.depth_net = depth_net
+        self.pose_net = pose_net
+
+
+def model_spec(cfg: TrainConfig) -> ModelSpec:
+    """The :class:`ModelSpec` of the networks a config trains."""
+    m = cfg.model
+    return ModelSpec(depth_net=m.depth_net, version=m.version, width=float(m.width),
+                     image_shape=(int(m.image_shape[0]), int(m.image_shape[1])), max_depth=float(m.max_depth),
+                     pose_net=m.pose_net)
+
+
+class SfmLightningModule(L.LightningModule):
+    """PackNet depth + PoseNet trained with the photometric, smoothness and velocity losses.
+
+    Batches (from :class:`packnet_ros.data.SfmDataset`): 'rgb' (B,3,H,W), 'rgb_context'
+    list of N (B,3,H,W), 'intrinsics' (B,3,3), 'expected_translation' (B,N) metres (NaN =
+    no speed), 'depth' (B,1,H,W) ground truth or NaN.
+    """
+
+    def __init__(self, cfg: TrainConfig, data_summary: dict | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.spec = model_spec(cfg)
+        depth = build_depth_net(self.spec.depth_net, self.spec.version, self.spec.width)
+        pose = build_pose_net(cfg.model.pose_net or 'PoseNet', nb_ref_imgs=2)
+        if cfg.model.init_checkpoint:
+            ckpt = load_checkpoint(cfg.resolve(cfg.model.init_checkpoint))
+            depth.load_state_dict(ckpt.depth_net.state_dict())
+            if ckpt.pose_net is not None:
+                pose.load_state_dict(ckpt.pose_net.state_dict())
+        self.model = SfmModel(depth, pose)
+        lc = cfg.loss
+        self.loss_cfg = SfmLossConfig(ssim_weight=lc.ssim_weight, num_scales=lc.num_scales, automask=lc.automask,
+                                      upsample_depth_maps=lc.upsample_depth_maps, smooth_weight=lc.smooth_weight,
+                                      velocity_weight=lc.velocity_weight, padding_mode=lc.padding_mode,
+                                      clip_loss=lc.clip_loss)
+        self.data_summary = data_summary or {}
+        self._val_rows: list = []
+        self._val_images: list = []
+        self.last_val_metrics: dict = {}
+        self._t_start = time.time()
+
+    # -- forward -------------------------------------------------------------------------
+    def forward(self, rgb: torch.Tensor):
+        """Depth network only: (B,3,H,W) -> inverse depth (train: 4 scales; eval: (B,1,H,W))."""
+        return self.model.depth_net(rgb)
+
+    def poses(self, rgb: torch.Tensor, contexts: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """PoseNet vectors (B,N,6) and the (B,4,4) T_context_target of each context."""
+        vec = self.model.pose_net(rgb, contexts)
+        return vec, [pose_vec_to_mat(vec[:, i].float()) for i in range(vec.shape[1])]
+
+    def compute_loss(self, batch: dict) -> dict:
+        """The PackNet-SfM objective on one batch; returns the loss dict of :func:`sfm_loss`.
+
+        The networks see the augmented images ('rgb', 'rgb_context'); the photometric loss
+        compares the un-jittered ones ('rgb_original', 'rgb_context_original'), as
+        packnet-sfm's SelfSupModel does.
+        """
+        rgb, contexts = batch['rgb'], list(batch['rgb_context'])
+        inv_depths = self.model.depth_net(rgb)
+        if isinstance(inv_depths, torch.Tensor):
+            inv_depths = [inv_depths]
+        _, poses = self.poses(rgb, contexts)
+        expected = batch.get('expected_translation')
+        if expected is not None and torch.isnan(expected).all():
+            expected = None
+        target = batch.get('rgb_original', rgb)
+        ref = list(batch.get('rgb_context_original', contexts))
+        return sfm_loss(target, ref, inv_depths, poses, batch['intrinsics'], expected, self.loss_cfg)
+
+    # -- Lightning hooks -----------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        out = self.compute_loss(batch)
+        bs = batch['rgb'].shape[0]
+        for k, v in out.items():
+            self.log(f'train/{k}', v.detach().float() if torch.is_tensor(v) else float(v),
+                     prog_bar=(k == 'loss'), batch_size=bs, on_step=True, on_epoch=True)
+        if not torch.isfinite(out['loss']):
+            raise FloatingPointError(f'non-finite loss at step {self.global_step}: {out}')
+        return out['loss']
+
+    def validation_step(self, batch, batch_idx):
+        inv = self.model.depth_net(batch['rgb'])
+        inv = inv[0] if isinstance(inv, (list, tuple)) else inv
+        depth = (1.0 / inv.float().clamp(min=1e-6)).cpu().numpy()
+        gts = batch['depth'].float().cpu().numpy()
+        for b in range(depth.shape[0]):
+            gt = gts[b, 0]
+            if not np.isfinite(gt).any():
+                continue
+            pred = resize_depth(depth[b, 0], gt.shape, self.spec.max_depth)
+            try:
+                row = {m: compute_depth_metrics(pred, gt, 0.0, self.spec.max_depth, 'garg', median_scaling=(m == 'median'))
+                       for m in ('metric', 'median')}
+            except NoValidPixels:
+                continue
+            self._val_rows.append(row)
+            if len(self._val_images) < 2:
+                self._val_images.append((batch['rgb'][b].float().cpu().numpy(), depth[b, 0], gt))
+
+    def on_validation_epoch_end(self):
+        rows, self._val_rows = self._val_rows, []
+        images, self._val_images = self._val_images, []
+        if not rows:
+            return
+        metrics = {}
+        for mode in ('metric', 'median'):
+            for k in ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'a1'):
+                metrics[f'{mode}_{k}'] = float(np.mean([getattr(r[mode], k) for r in rows]))
+        metrics['scale_ratio'] = float(np.median([r['metric'].scale_ratio for r in rows]))
+        metrics['n_frames'] = len(rows)
+        self.last_val_metrics = metrics
+        for k, v in metrics.items():
+            self.log(f'val/{k}', float(v), sync_dist=True)
+        self._log_images(images)
+
+    def _log_images(self, images) -> None:
+        logger = getattr(self, 'logger', None)
+        exp = getattr(logger, 'experiment', None)
+        if exp is None or not hasattr(exp, 'add_image'):
+            return
+        for i, (rgb, pred, gt) in enumerate(images):
+            img = (np.clip(rgb.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8)
+            pred_c = colorize_depth(pred)
+            pred_c = np.asarray(__import__('cv2').resize(pred_c, (img.shape[1], img.shape[0])))
+            stacked = np.concatenate([img, pred_c], 0)
+            exp.add_image(f'val/sample_{i}', stacked, self.current_epoch, dataformats='HWC')
+
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        opt = torch.optim.Adam([
+            {'params': self.model.depth_net.parameters(), 'lr': o.lr},
+            {'params': self.model.pose_net.parameters(), 'lr': o.pose_lr}], weight_decay=o.weight_decay)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=o.step_size, gamma=o.gamma)
+        return {'optimizer': opt, 'lr_scheduler': {'scheduler': sched, 'interval': 'epoch'}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Make the Lightning checkpoint a project checkpoint too (plain config + metadata)."""
+        checkpoint['format'] = FORMAT
+        checkpoint['config'] = {**self.spec.to_config(), 'train': _plain(self.cfg.as_dict())}
+        checkpoint['metadata'] = {
+            'network': self.spec.label,
+            'epoch': int(self.current_epoch),
+            'global_step': int(self.global_step),
+            'train_wall_s': round(time.time() - self._t_start, 1),
+            'data': self.data_summary,
+            'val_metrics': dict(self.last_val_metrics),
+            'licence': self.cfg.licence,
+            'torch_version': str(torch.__version__),
+        }
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

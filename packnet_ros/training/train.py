@@ -1,0 +1,154 @@
+"""``packnet-ros train``: build data, model and Lightning Trainer from a config and run it.
+
+Outputs under the run folder: ``checkpoints/epoch_NNN.ckpt`` and ``last.ckpt`` (Lightning
+checkpoints that are also project checkpoints: resume from them, or give them to the node
+or ``packnet-ros evaluate``), ``model.ckpt`` (slim project checkpoint of the final weights:
+no optimizer state), TensorBoard logs (``tb/``), ``report.json`` (data used, metrics before
+and after training, time, hardware).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from ..checkpoint import save_checkpoint
+from ..inference import cpu_supports_fast_bf16
+from .config import TrainConfig
+from .module import SfmLightningModule
+
+
+def resolve_precision(setting: str, accelerator: str) -> str:
+    """Lightning precision string for ``auto``: bf16-mixed where bf16 is native, else 16-mixed
+    on CUDA, else 32-true."""
+    if setting != 'auto':
+        return setting
+    cuda = torch.cuda.is_available() and accelerator in ('auto', 'gpu', 'cuda')
+    if cuda:
+        return 'bf16-mixed' if torch.cuda.is_bf16_supported() else '16-mixed'
+    return 'bf16-mixed' if cpu_supports_fast_bf16() else '32-true'
+
+
+def hardware_summary() -> dict:
+    """CPU / GPU description for reports and model cards."""
+    info = {'python': platform.python_version(), 'torch': torch.__version__, 'cpu': platform.processor() or
+            platform.machine(), 'cpu_count': os.cpu_count(), 'torch_threads': torch.get_num_threads()}
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    info['cpu'] = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        info['gpus'] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def build_data(cfg: TrainConfig):
+    """(train dataset, val dataset or None, data summary dict) from the config's sequences."""
+    from ..data import SfmDataset, load_sequences
+    shape = tuple(cfg.model.image_shape)
+    train_seqs = load_sequences(cfg.data.train, cfg.base_dir)
+    val_seqs = load_sequences(cfg.data.val, cfg.base_dir) if cfg.data.val else []
+    train = SfmDataset(train_seqs, shape, augment=cfg.data.augment, repeat=cfg.data.repeat, seed=cfg.seed)
+    val = SfmDataset(val_seqs, shape, augment=False) if val_seqs else None
+    summary = {
+        'train': [s.describe() for s in train_seqs],
+        'val': [s.describe() for s in val_seqs],
+        'train_samples': sum(len(s) for s in train_seqs),
+        'repeat': cfg.data.repeat,
+        'skipped': [list(x) for s in train_seqs for x in getattr(s, 'skipped', [])],
+        'velocity_supervision': any(_has_speed(s) for s in train_seqs),
+    }
+    return train, val, summary
+
+
+def _has_speed(seq) -> bool:
+    try:
+        return len(seq) > 0 and seq[0].speed is not None
+    except Exception:  # noqa: BLE001 - a reader that fails here fails again, loudly, in training
+        return False
+
+
+def train(cfg: TrainConfig, resume: str | None = None, out_dir: str | None = None, progress: bool = True) -> dict:
+    """Run a training; returns the report written to ``report.json``.
+
+    Args:
+        cfg: the loaded config.
+        resume: a checkpoint path, or "auto" for the run folder's last.ckpt (if any).
+        out_dir: run folder (default: cfg.output_dir or outputs/train/<name>).
+    """
+    L.seed_everything(cfg.seed, workers=True)
+    if cfg.trainer.threads:
+        torch.set_num_threads(int(cfg.trainer.threads))
+    out = Path(out_dir or (cfg.resolve(cfg.output_dir) if cfg.output_dir else Path('outputs/train') / cfg.name))
+    out.mkdir(parents=True, exist_ok=True)
+    train_ds, val_ds, summary = build_data(cfg)
+    t = cfg.data
+    loader_kw = dict(num_workers=t.num_workers, persistent_workers=t.num_workers > 0)
+    train_loader = DataLoader(train_ds, batch_size=t.batch_size, shuffle=True, drop_last=len(train_ds) > t.batch_size,
+                              **loader_kw)
+    val_loader = DataLoader(val_ds, batch_size=1, shuffle=False, **loader_kw) if val_ds else None
+    module = SfmLightningModule(cfg, summary)
+
+    tc = cfg.trainer
+    precision = resolve_precision(tc.precision, tc.accelerator)
+    ckpt_cb = L.pytorch.callbacks.ModelCheckpoint(dirpath=out / 'checkpoints', filename='epoch_{epoch:03d}',
+                                                  auto_insert_metric_name=False, save_last=True, save_top_k=-1,
+                                                  every_n_epochs=1, save_on_train_epoch_end=True)
+    logger = L.pytorch.loggers.TensorBoardLogger(str(out), name='tb', version='')
+    trainer = L.Trainer(
+        max_epochs=tc.max_epochs, max_steps=tc.max_steps, accelerator=tc.accelerator, devices=tc.devices,
+        num_nodes=tc.num_nodes, strategy=tc.strategy, precision=precision, logger=logger,
+        callbacks=[ckpt_cb, L.pytorch.callbacks.LearningRateMonitor()],
+        log_every_n_steps=tc.log_every_n_steps, gradient_clip_val=tc.gradient_clip_val or None,
+        num_sanity_val_steps=tc.num_sanity_val_steps, check_val_every_n_epoch=t.val_every_n_epochs,
+        enable_progress_bar=progress, default_root_dir=str(out), deterministic=False)
+
+    ckpt_path = None
+    if resume == 'auto':
+        last = out / 'checkpoints' / 'last.ckpt'
+        ckpt_path = str(last) if last.is_file() else None
+    elif resume:
+        ckpt_path = resume
+
+    before = {}
+    if val_loader is not None and ckpt_path is None:
+        trainer.validate(module, val_loader, verbose=False)
+        before = dict(module.last_val_metrics)
+    t0 = time.time()
+    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+    wall = time.time() - t0
+    after = {}
+    if val_loader is not None:
+        trainer.validate(module, val_loader, verbose=False)
+        after = dict(module.last_val_metrics)
+
+    report = {
+        'name': cfg.name, 'network': module.spec.label,
+        'parameters': sum(p.numel() for p in module.model.depth_net.parameters()),
+        'image_shape': list(cfg.model.image_shape), 'precision': precision,
+        'epochs': int(trainer.current_epoch), 'steps': int(trainer.global_step), 'train_wall_s': round(wall, 1),
+        'resumed_from': ckpt_path, 'data': summary, 'val_before': before, 'val_after': after,
+        'hardware': hardware_summary(), 'config': cfg.as_dict(),
+    }
+    if trainer.is_global_zero:
+        model_path = save_checkpoint(out / 'model.ckpt', module.model.depth_net, module.spec,
+                                     module.model.pose_net,
+                                     metadata={'summary': f'{cfg.name}: {report["steps"]} steps',
+                                               'training': {k: report[k] for k in ('epochs', 'steps', 'train_wall_s',
+                                                                                   'precision', 'hardware')},
+                                               'data': summary, 'val_before': before, 'val_after': after,
+                                               'licence': cfg.licence},
+                                     config={'train': cfg.as_dict()})
+        report['model'] = str(model_path)
+        (out / 'report.json').write_text(json.dumps(report, indent=2, default=str) + '\n')
+    return report
