@@ -18,10 +18,9 @@ import numpy as np
 from .checkpoint import default_checkpoint_path, load_checkpoint
 from .evaluation.report import (bins_text, counts_text, modes_table, write_csv, write_json,
                                 write_plots)
-from .evaluation.runner import BagTopics, SampleWriter, evaluate_recorded
+from .evaluation.runner import BagTopics, SampleWriter
 from .evaluation.scoring import EvalSettings
 from .evaluation.visualize import birds_eye, save_png
-from .paths import config_file
 from .pointcloud import cloud_msg_to_arrays, depth_to_xyz
 
 
@@ -74,7 +73,8 @@ def run_demo(data: str | Path, out: str | Path, checkpoint: str = 'default', dev
     """Run the demo; returns a process exit code (0 = all frames answered and scored)."""
     from .data import KittiDrive
     from .ros.bag import write_kitti_bag
-    from .ros.live import NodeProcess, local_ros_env, replay_into_node
+    from .ros.evaluate_live import node_params_for, run_live
+    from .ros.live import local_ros_env
 
     t0 = time.time()
     out = Path(out)
@@ -93,23 +93,15 @@ def run_demo(data: str | Path, out: str | Path, checkpoint: str = 'default', dev
     ckpt_param, weights = describe_weights(checkpoint)
     print(f'[demo] weights: {weights}')
     topics = BagTopics()
-    out_bag = out / 'bags' / 'packnet_output'
-    params = {'checkpoint': ckpt_param, 'device': device, 'precision': precision, 'lazy': True}
-    if ckpt_param == 'untrained':
-        params.update(network='PackNet01', network_width=1.0)
-    remap = {'image': topics.image, 'camera_info': topics.camera_info, 'odom': topics.odom}
-    with NodeProcess(params, config_file('packnet.yaml'), remap, log_path=out / 'node.log') as node:
-        print(f'[demo] packnet_node started (pid {node.proc.pid}, log {out / "node.log"}); replaying on sim time')
-        report = replay_into_node(in_bag, out_bag, topics.image, [topics.camera_info, topics.odom],
-                                  node_process=node, frame_timeout_s=frame_timeout_s,
-                                  progress=lambda r: print(f'[demo]   frame {r.frames_sent}/{len(drive.frames)} '
-                                                           f'answered {r.frames_answered}', flush=True))
-    print(f'[demo] output bag {out_bag}: ' + ', '.join(f'{t} x{n}' for t, n in report.counts.items()))
-
     settings = EvalSettings()
     samples = SampleWriter(out / 'frames')
-    result = evaluate_recorded(out_bag, '/packnet_node/depth', in_bag, topics, settings,
-                               label='packnet_node', samples=samples)
+    params = node_params_for(ckpt_param, device, precision)
+    result, report = run_live(in_bag, topics, params, out, settings, label='packnet_node', samples=samples,
+                              domain_id=domain_id, frame_timeout_s=frame_timeout_s,
+                              say=lambda text: print(f'[demo] {text}', flush=True),
+                              progress=lambda r: print(f'[demo]   frame {r.frames_sent}/{len(drive.frames)} '
+                                                       f'answered {r.frames_answered}', flush=True))
+    out_bag = report.out_bag
     _write_birds_eye(out_bag, drive, out / 'birds_eye.png')
     stats = _read_stats(out_bag)
 

@@ -22,6 +22,7 @@ from .checkpoint import Checkpoint, ModelSpec, load_checkpoint
 from .geometry import scale_intrinsics
 from .imageproc import resize_rgb, rgb_to_tensor
 from .networks import build_depth_net
+from .networks.fast import BACKENDS, prepare_for_inference
 
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 _DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -116,6 +117,9 @@ class DepthEstimator:
         spec: what it is (input shape, name); see :class:`packnet_ros.checkpoint.ModelSpec`.
         device: "auto", "cpu", "cuda", "cuda:N".
         precision: "auto", "fp32", "bf16", "fp16" (see :func:`resolve_precision`).
+        backend: "auto" / "fast" (exact folded packing layers), "eager" (the module as
+            is), "compile" (fast + torch.compile); see
+            :func:`packnet_ros.networks.fast.prepare_for_inference`.
         max_depth: metres; deeper pixels become +Inf. Defaults to the spec's max_depth.
         min_depth: metres; shallower pixels become -Inf (0 disables).
         input_shape: (h, w) override of the network input size (multiples of 32).
@@ -126,7 +130,7 @@ class DepthEstimator:
 
     def __init__(self, depth_net: torch.nn.Module, spec: ModelSpec | None = None, device: str = 'auto',
                  precision: str = 'auto', max_depth: float | None = None, min_depth: float = 0.0,
-                 input_shape: tuple[int, int] | None = None):
+                 input_shape: tuple[int, int] | None = None, backend: str = 'auto'):
         self.spec = spec or ModelSpec()
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
@@ -137,7 +141,10 @@ class DepthEstimator:
         self.input_shape = shape
         self.max_depth = float(self.spec.max_depth if max_depth is None else max_depth)
         self.min_depth = float(min_depth)
-        self.net = self._prepare(depth_net)
+        if backend not in BACKENDS:
+            raise ValueError(f'backend {backend!r} not in {BACKENDS}')
+        self.backend = 'fast' if backend == 'auto' else backend
+        self.net = prepare_for_inference(depth_net, self.device, self.dtype, self.backend)
 
     # -- construction --------------------------------------------------------------
     @classmethod
@@ -166,17 +173,6 @@ class DepthEstimator:
         return est
 
     checkpoint: Checkpoint | None = None
-
-    def _prepare(self, net: torch.nn.Module) -> torch.nn.Module:
-        net = net.eval().to(self.device)
-        if self.precision != 'fp32':
-            net = net.to(self.dtype)
-        for m in net.modules():  # channels-last suits oneDNN (CPU) and tensor cores (CUDA)
-            if isinstance(m, torch.nn.Conv2d):
-                m.to(memory_format=torch.channels_last)
-        for p in net.parameters():
-            p.requires_grad_(False)
-        return net
 
     @property
     def label(self) -> str:

@@ -1,7 +1,6 @@
 """Shared fixtures: paths to ../shared (real data, reference fixtures), parameter filling."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -26,24 +25,7 @@ KITTI_DRIVE = KITTI_TINY / '2011_09_26' / '2011_09_26_drive_0023_sync'
 FIXTURES = SHARED / 'fixtures' / 'packnet_reference'
 
 
-def reference_rows(name: str) -> list[dict]:
-    """Rows of ``<name>.params.json`` of the fidelity fixture (key, shape, formula)."""
-    with open(FIXTURES / f'{name}.params.json') as f:
-        return json.load(f)
-
-
-def fill_reference_params(module: torch.nn.Module, name: str) -> None:
-    """Fill ``module`` with the fixture's deterministic parameters.
-
-    flat[i] = offset + scale * sin(a * i + b) in float64, cast to float32, reshaped C-order
-    (fixtures/packnet_reference/README.md). Loads with strict=True.
-    """
-    state = {}
-    for row in reference_rows(name):
-        n = int(np.prod(row['shape']))
-        flat = row['offset'] + row['scale'] * np.sin(row['a'] * np.arange(n, dtype=np.float64) + row['b'])
-        state[row['key']] = torch.from_numpy(flat.astype(np.float32).reshape(row['shape']))
-    module.load_state_dict(state, strict=True)
+from packnet_ros.networks.reference import fill_reference_params, reference_rows  # noqa: E402,F401
 
 
 @pytest.fixture(scope='session')

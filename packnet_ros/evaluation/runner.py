@@ -79,7 +79,7 @@ def evaluate_offline(estimator, bag: str | Path, topics: BagTopics | None = None
     settings = settings or EvalSettings()
     ev = Evaluator(settings, label or estimator.label)
     issues = Issues()
-    frames = list(image_frames(bag, topics.image, topics.camera_info, issues))
+    frames = sorted(image_frames(bag, topics.image, topics.camera_info, issues), key=lambda f: f.stamp_ns)
     if not frames and not issues.counts:
         issues.add(f'no images on {topics.image}')
     shape = frames[0].rgb.shape[:2] if frames else None

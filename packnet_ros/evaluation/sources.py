@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..bagio import iter_messages
+from ..bagio import iter_messages, mcap_files, salvage_mcap
 from ..geometry import intrinsics_from_camera_info
 from ..imageproc import ImageFormatError, decode_image, depth_image_to_meters, to_rgb8
 
@@ -89,14 +89,55 @@ class StampIndex:
         return None if j is None else self.items[j]
 
 
-def read_messages_safely(bag: str | Path, topics: Sequence[str], issues: Issues) -> Iterator:
-    """``iter_messages`` that turns a truncated or corrupt bag into a counted issue."""
+READ_ERROR = 'bag read error (truncated or corrupt bag; later messages lost)'
+
+
+def read_messages_safely(bag: str | Path, topics: Sequence[str], issues: Issues,
+                         deserialize: bool = True) -> Iterator:
+    """``iter_messages`` that turns a truncated or corrupt bag into a counted issue.
+
+    A damaged MCAP recording that rosbags cannot open at all (no summary/footer: the
+    recorder was killed or the file was cut short; or no metadata.yaml) is read front to
+    back with :func:`packnet_ros.bagio.salvage_mcap` up to the damage. Either way one
+    ``READ_ERROR`` is counted, with the reason and the number of messages recovered as
+    its example.
+
+    Raises:
+        FileNotFoundError: nothing at ``bag``.
+    """
+    if not Path(bag).exists():
+        raise FileNotFoundError(f'no bag at {bag}')
+    n = 0
     try:
-        yield from iter_messages(bag, topics)
-    except FileNotFoundError:
-        raise
+        for m in iter_messages(bag, topics, deserialize=deserialize):
+            n += 1
+            yield m
+        return
     except Exception as exc:  # noqa: BLE001 - rosbags raises various errors on damaged files
-        issues.add('bag read error (truncated or corrupt bag; later messages lost)', f'{type(exc).__name__}: {exc}')
+        first = f'{type(exc).__name__}: {exc}'
+        if n or not mcap_files(bag):
+            issues.add(READ_ERROR, f'{first} (after {n} messages of {list(topics)})')
+            return
+    k = 0
+    try:
+        for m in salvage_mcap(bag, topics, deserialize=deserialize):
+            k += 1
+            yield m
+    except Exception as exc:  # noqa: BLE001 - TruncatedBagError and deserialisation errors
+        issues.add(READ_ERROR, f'{first}; sequential scan: {exc}; {k} messages of {list(topics)} recovered')
+    else:
+        issues.add(READ_ERROR, f'{first}; sequential scan recovered {k} messages of {list(topics)} '
+                               f'(file ends without its index)')
+
+
+def count_out_of_order(stamps: Sequence[int], topic: str, issues: Issues) -> None:
+    """Count header stamps that go backwards in recording order (the frames are matched by
+    stamp and sorted, so nothing is lost; the count tells the recording is unusual)."""
+    prev = None
+    for t in stamps:
+        if prev is not None and t < prev:
+            issues.add(f'out-of-order header stamps on {topic} (sorted by stamp)', f'{t} after {prev}')
+        prev = t if prev is None else max(prev, t)
 
 
 def image_frames(bag: str | Path, image_topic: str, info_topic: str, issues: Issues,
@@ -115,6 +156,7 @@ def image_frames(bag: str | Path, image_topic: str, info_topic: str, issues: Iss
         else:
             pending.append(m.msg)
     index = StampIndex(infos, key=stamp_ns)
+    count_out_of_order([stamp_ns(img) for img in pending], image_topic, issues)
     for img in pending:
         t = stamp_ns(img)
         info = infos[-1] if (info_tol_ns < 0 and infos) else index.find(t, max(0, info_tol_ns))
@@ -143,6 +185,7 @@ def depth_frames(bag: str | Path, topic: str, issues: Issues) -> list[DepthFrame
             issues.add(f'unusable depth image on {topic}', f'stamp {stamp_ns(img)}: {exc}')
             continue
         out.append(DepthFrame(stamp_ns(img), depth, img.header.frame_id))
+    count_out_of_order([d.stamp_ns for d in out], topic, issues)
     return out
 
 

@@ -167,6 +167,7 @@ def sfm_loss(target: torch.Tensor, contexts: list[torch.Tensor], inv_depths: lis
         photometric = target.new_zeros(())
         smoothness = target.new_zeros(())
         ratio = target.new_zeros(())
+        identity_cache: dict = {}  # identity errors depend only on the images: once per resolution
         for i, inv in enumerate(scales):
             h, w = inv.shape[-2:]
             tgt_i = _resize(target, (h, w))
@@ -180,7 +181,12 @@ def sfm_loss(target: torch.Tensor, contexts: list[torch.Tensor], inv_depths: lis
                 warped_errors.append(err)
                 all_errors.append(err)
                 if cfg.automask:
-                    ident = _clip(photometric_error(ctx, tgt_i, cfg.ssim_weight), cfg.clip_loss)
+                    key = (h, w, len(identity_errors))
+                    if key not in identity_cache:
+                        with torch.no_grad():  # no parameter reaches these
+                            identity_cache[key] = _clip(photometric_error(ctx, tgt_i, cfg.ssim_weight),
+                                                        cfg.clip_loss)
+                    ident = identity_cache[key]
                     identity_errors.append(ident)
                     all_errors.append(ident)
             photometric = photometric + min_reprojection(all_errors).mean()

@@ -76,6 +76,17 @@ class FoldedPackLayer(nn.Module):
         self.normalize = copy.deepcopy(conv.normalize)
         self.activ = conv.activ
 
+    def executed_flops(self, h: int, w: int) -> int:
+        """FLOPs of one forward on a packed input of h x w (composite conv + border strips)."""
+        C, n, kk = self.weight.shape[0], self.weight.shape[1], self.k
+        r, d = kk // 2, self.conv3d.weight.shape[0]
+        flops = 2 * C * n * (kk + 2) ** 2 * h * w
+        if r and h >= 2 * r + 1 and w >= 2 * r + 1:
+            strip_area = 2 * (2 * r + 1) * w + 2 * (2 * r + 1) * h
+            flops += 2 * d * 27 * n * strip_area  # conv3d on the strips
+            flops += 2 * d * n * kk * kk * C * (2 * r * w + 2 * r * (h - 2 * r))  # conv2d on the strips
+        return flops
+
     def _original(self, x: torch.Tensor) -> torch.Tensor:
         """conv3d of packed channels, flattened feature-major (B, d*4C, h, w)."""
         return self.conv3d(x.unsqueeze(1)).flatten(1, 2)
@@ -119,4 +130,38 @@ def fold_pack_layers(net: nn.Module, min_size: int = 0) -> nn.Module:
     for name, module in list(out.named_children()):
         if isinstance(module, PackLayerConv3d):
             setattr(out, name, FoldedPackLayer(module))
+    return out
+
+
+BACKENDS = ('auto', 'eager', 'fast', 'compile')
+"""Inference backends: ``eager`` (the module as is), ``fast`` (folded packing layers),
+``compile`` (fast + torch.compile), ``auto`` (= fast)."""
+
+
+def prepare_for_inference(net: nn.Module, device: torch.device, dtype: torch.dtype = torch.float32,
+                          backend: str = 'auto') -> nn.Module:
+    """Inference copy of a depth network on ``device`` in ``dtype``.
+
+    All backends: eval mode, weights cast once to ``dtype`` (no per-call autocast casts),
+    channels-last Conv2d weights (oneDNN on CPU, tensor cores on CUDA), no gradients.
+    ``fast``/``compile`` also fold the packing layers (:class:`FoldedPackLayer`, exact);
+    ``compile`` wraps the result in ``torch.compile``.
+
+    Raises:
+        ValueError: unknown backend.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f'backend {backend!r} not in {BACKENDS}')
+    if backend == 'auto':
+        backend = 'fast'
+    out = fold_pack_layers(net.float().eval()) if backend in ('fast', 'compile') else copy.deepcopy(net)
+    out = out.eval().to(device=device, dtype=dtype)
+    for m in out.modules():
+        if isinstance(m, nn.Conv2d):
+            m.to(memory_format=torch.channels_last)
+    for p in out.parameters():
+        p.requires_grad_(False)
+    if backend == 'compile':
+        out = torch.compile(out, mode='max-autotune-no-cudagraphs' if device.type == 'cpu' else 'reduce-overhead',
+                            dynamic=False)
     return out

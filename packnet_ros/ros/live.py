@@ -128,6 +128,9 @@ class ReplayReport:
         e2e_ms: {stamp_ns: {topic: ms}} wall time from image publish to each output's arrival.
         counts: messages recorded per topic.
         out_bag: recorded bag path.
+        skipped_topics: input topics not replayed (no Python message package here).
+        read_issues: problems reading the input bag ({reason: count}; a truncated bag is
+            replayed up to the damage).
     """
 
     frames_sent: int = 0
@@ -137,6 +140,7 @@ class ReplayReport:
     counts: dict = field(default_factory=dict)
     out_bag: Path | None = None
     skipped_topics: list = field(default_factory=list)
+    read_issues: dict = field(default_factory=dict)
 
 
 def replay_into_node(bag_path: str | Path, out_bag: str | Path, image_topic: str,
@@ -167,11 +171,15 @@ def replay_into_node(bag_path: str | Path, out_bag: str | Path, image_topic: str
 
     from packnet_ros.msg import DepthStats
 
-    from ..bagio import BagWriter, iter_messages, typestore
+    from ..bagio import BagWriter, typestore
+    from ..evaluation.sources import Issues, read_messages_safely
     from .conversions import stamp_to_ns
 
     report = ReplayReport(out_bag=Path(out_bag))
-    messages = list(iter_messages(bag_path, list(input_topics) + [image_topic], deserialize=False))
+    read_issues = Issues()
+    messages = list(read_messages_safely(bag_path, list(input_topics) + [image_topic], read_issues,
+                                         deserialize=False))
+    report.read_issues = dict(read_issues.counts)
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node('packnet_replayer', context=context)

@@ -58,6 +58,7 @@ PARAMETERS = {
     'input_width': (0, 'Network input width (multiple of 32); 0 = from the checkpoint'),
     'device': ('auto', 'auto | cpu | cuda | cuda:N (auto = CUDA when available)'),
     'precision': ('auto', 'auto | fp32 | bf16 | fp16 (auto = fp16 on CUDA, bf16 on CPUs with native bf16)'),
+    'backend': ('auto', 'auto | fast | eager | compile (auto = fast: exact folded packing layers)'),
     'max_depth_m': (80.0, 'Depth beyond this is published as +Inf (REP 117)'),
     'min_depth_m': (0.0, 'Depth below this is published as -Inf (0 disables)'),
     'output_resolution': ('network', 'network: depth at the network input size | camera: resized '
@@ -75,7 +76,7 @@ PARAMETERS = {
     'lazy': (True, 'Skip inference while no output topic has a subscriber'),
 }
 RELOAD = {'checkpoint', 'network', 'network_width', 'input_height', 'input_width', 'device',
-          'precision', 'camera_info_match', 'image_queue_size', 'output_queue_size'}
+          'precision', 'backend', 'camera_info_match', 'image_queue_size', 'output_queue_size'}
 CHOICES = {'output_resolution': ('network', 'camera'), 'cloud_fields': ('xyz', 'xyzrgb'),
            'scale_source': ('model', 'fixed')}
 
@@ -125,7 +126,8 @@ class PackNetNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._idle_logged = False
         self.get_logger().info(
-            f'ready: {self.estimator.label} on {self.estimator.device} ({self.estimator.precision}), '
+            f'ready: {self.estimator.label} on {self.estimator.device} ({self.estimator.precision}, '
+            f'{self.estimator.backend}), '
             f'input {self.estimator.input_shape[1]}x{self.estimator.input_shape[0]}, '
             f'weights: {self.weights_description}')
 
@@ -137,6 +139,7 @@ class PackNetNode(Node):
         ckpt = str(self._p('checkpoint')).strip()
         shape = (int(self._p('input_height')), int(self._p('input_width')))
         kwargs = dict(device=str(self._p('device')), precision=str(self._p('precision')),
+                      backend=str(self._p('backend')),
                       max_depth=float(self._p('max_depth_m')), min_depth=float(self._p('min_depth_m')),
                       input_shape=shape if all(shape) else None)
         path = default_checkpoint_path() if ckpt == 'default' else (None if ckpt in ('', 'untrained')
@@ -299,6 +302,7 @@ class PackNetNode(Node):
         s.network = self.estimator.label
         s.device = str(self.estimator.device)
         s.precision = self.estimator.precision
+        s.backend = self.estimator.backend
         s.input_height, s.input_width = self.estimator.input_shape
         s.valid_ratio = float(finite.size / depth.size) if depth.size else 0.0
         if finite.size:

@@ -24,6 +24,7 @@ class ModelConfig:
     image_shape: list = field(default_factory=lambda: [192, 640])
     max_depth: float = 80.0
     init_checkpoint: str = ''  # start from these weights (project or packnet-sfm .ckpt)
+    init_depth_m: float = 10.0  # depth prior of the inverse-depth heads when training from scratch (0 = zero bias)
 
 
 @dataclass
@@ -81,6 +82,7 @@ class TrainerConfig:
     gradient_clip_val: float = 0.0
     num_sanity_val_steps: int = 0
     threads: int = 0  # torch CPU threads (0 = torch default)
+    keep_checkpoints: int = 3  # newest epoch checkpoints kept (-1 = every epoch)
 
 
 @dataclass

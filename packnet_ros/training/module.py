@@ -63,6 +63,8 @@ class SfmLightningModule(L.LightningModule):
             depth.load_state_dict(ckpt.depth_net.state_dict())
             if ckpt.pose_net is not None:
                 pose.load_state_dict(ckpt.pose_net.state_dict())
+        elif cfg.model.init_depth_m > 0:
+            depth.set_depth_prior(cfg.model.init_depth_m)
         self.model = SfmModel(depth, pose)
         lc = cfg.loss
         self.loss_cfg = SfmLossConfig(ssim_weight=lc.ssim_weight, num_scales=lc.num_scales, automask=lc.automask,
@@ -111,6 +113,7 @@ class SfmLightningModule(L.LightningModule):
         for k, v in out.items():
             self.log(f'train/{k}', v.detach().float() if torch.is_tensor(v) else float(v),
                      prog_bar=(k == 'loss'), batch_size=bs, on_step=True, on_epoch=True)
+        self.log('global_step', float(self.global_step), on_step=False, on_epoch=True, batch_size=bs)
         if not torch.isfinite(out['loss']):
             raise FloatingPointError(f'non-finite loss at step {self.global_step}: {out}')
         return out['loss']

@@ -101,9 +101,11 @@ def train(cfg: TrainConfig, resume: str | None = None, out_dir: str | None = Non
 
     tc = cfg.trainer
     precision = resolve_precision(tc.precision, tc.accelerator)
+    keep = int(tc.keep_checkpoints)
     ckpt_cb = L.pytorch.callbacks.ModelCheckpoint(dirpath=out / 'checkpoints', filename='epoch_{epoch:03d}',
-                                                  auto_insert_metric_name=False, save_last=True, save_top_k=-1,
-                                                  every_n_epochs=1, save_on_train_epoch_end=True)
+                                                  auto_insert_metric_name=False, save_last=True,
+                                                  save_top_k=keep, monitor='global_step' if keep >= 0 else None,
+                                                  mode='max', every_n_epochs=1, save_on_train_epoch_end=True)
     logger = L.pytorch.loggers.TensorBoardLogger(str(out), name='tb', version='')
     trainer = L.Trainer(
         max_epochs=tc.max_epochs, max_steps=tc.max_steps, accelerator=tc.accelerator, devices=tc.devices,

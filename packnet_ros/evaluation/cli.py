@@ -1,0 +1,453 @@
+"""``packnet-ros evaluate``: score depth predictions against LiDAR on a recording.
+
+Sources: a rosbag2 recording (sqlite3 or MCAP) or a KITTI raw drive folder.
+Predictions, three ways, one scoring path (:mod:`packnet_ros.evaluation.scoring`):
+
+* ``offline``: the inference core runs over the recording's images with each
+  ``--checkpoint`` (default: the shipped model; untrained weights, loudly, when none is
+  installed);
+* ``recorded``: depth topics already in a bag (``--depth-topic``, repeatable; e.g. the
+  output bag of ``make demo`` or any other system's depth) are scored;
+* ``live``: the recording is replayed into a running ``packnet_node`` on sim time, its
+  outputs are recorded and scored (:mod:`packnet_ros.ros.evaluate_live`, as the demo).
+
+Ground truth: a depth image topic (32FC1 m / 16UC1 mm) or a LiDAR PointCloud2 topic
+projected into the camera (:mod:`packnet_ros.evaluation.lidar`).
+
+Exit codes: 0 every prediction source scored at least one frame; 1 a source scored
+nothing (the counts say why); 2 a user error (missing bag, topic, checkpoint, bad option).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .metrics import default_bin_edges
+from .report import (bins_text, compare_table, counts_text, modes_table, write_csv, write_json,
+                     write_plots)
+from .runner import BagTopics, SampleWriter
+from .scoring import EvalResult, EvalSettings
+
+MODES = ('offline', 'recorded', 'live')
+DEFAULT_PRED_TOPIC = '/packnet_node/depth'
+
+
+def register(sub) -> None:
+    """Add the ``evaluate`` verb to the ``packnet-ros`` sub-parsers."""
+    d = BagTopics()
+    e = sub.add_parser(
+        'evaluate', help='score depth (offline inference, a recorded depth topic, or a live node) against '
+                         'LiDAR ground truth from a rosbag2 or KITTI drive',
+        description=__doc__.split('\n\n')[0] + ' Modes: offline (run a checkpoint over the images), '
+                    'recorded (score depth topics already in a bag), live (replay into packnet_node).',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument('--bag', help='rosbag2 recording (folder, sqlite3 or MCAP)')
+    src.add_argument('--kitti', help='KITTI raw drive folder (or a folder above it); GT = proj_depth')
+    e.add_argument('--mode', choices=MODES, default='offline', help='where predictions come from')
+    g = e.add_argument_group('predictions')
+    g.add_argument('--checkpoint', action='append', default=None,
+                   help='offline/live: .ckpt path, "default" (shipped model) or "untrained"; repeatable '
+                        '(default: "default")')
+    g.add_argument('--network', default='PackNet01', help='untrained weights only: PackNet01 | PackNetSlim01')
+    g.add_argument('--network-width', type=float, default=1.0, help='untrained weights only: channel multiplier')
+    g.add_argument('--depth-topic', action='append', default=None,
+                   help=f'recorded: depth topic to score, repeatable (default: {DEFAULT_PRED_TOPIC})')
+    g.add_argument('--pred-bag', default=None, help='recorded: bag holding the depth topics (default: --bag)')
+    g.add_argument('--device', default='auto', help='offline/live: auto | cpu | cuda | cuda:N')
+    g.add_argument('--precision', default='auto', help='offline/live: auto | fp32 | bf16 | fp16')
+    t = e.add_argument_group('topics and frames (rosbag2 source)')
+    t.add_argument('--image-topic', default=d.image)
+    t.add_argument('--camera-info-topic', default=d.camera_info)
+    t.add_argument('--odom-topic', default=d.odom, help='live: replayed to the node when present')
+    t.add_argument('--gt-depth-topic', default=d.depth_gt, help='ground-truth depth image (32FC1 m / 16UC1 mm)')
+    t.add_argument('--gt-cloud-topic', default='',
+                   help='ground-truth LiDAR PointCloud2, projected into the camera (replaces --gt-depth-topic)')
+    t.add_argument('--tf-topic', default=d.tf_static, help='static transforms (tf2_msgs/TFMessage)')
+    t.add_argument('--extrinsics', default=None,
+                   help='4x4 T_camera_lidar file (txt or yaml) instead of the bag\'s transforms')
+    t.add_argument('--stamp-tolerance', type=float, default=EvalSettings.stamp_tolerance_s,
+                   help='max |stamp(prediction) - stamp(ground truth)| in seconds')
+    p = e.add_argument_group('protocol')
+    p.add_argument('--min-depth', type=float, default=EvalSettings.min_depth, help='metres (gt > min)')
+    p.add_argument('--max-depth', type=float, default=EvalSettings.max_depth, help='metres (gt < max)')
+    p.add_argument('--crop', choices=('garg', 'none'), default='garg')
+    p.add_argument('--flip-pp', action='store_true', help='offline: flip post-processing (packnet-sfm "pp")')
+    p.add_argument('--bins', default=None, help='distance bin edges in metres, e.g. 0,10,20,40,80 '
+                                                '(default: every 10 m up to --max-depth)')
+    o = e.add_argument_group('reports')
+    o.add_argument('--json', default=None, help='metrics JSON file')
+    o.add_argument('--csv', default=None, help='per-frame CSV file')
+    o.add_argument('--plots', default=None, help='folder for error_by_distance.png and abs_rel_per_frame.png')
+    o.add_argument('--samples', default=None, help='folder for input | prediction | GT | error panels')
+    o.add_argument('--samples-every', type=int, default=1, help='one panel every N scored frames')
+    o.add_argument('--compare', action='store_true',
+                   help='one table with every checkpoint / depth topic side by side')
+    lv = e.add_argument_group('live mode')
+    lv.add_argument('--record-dir', default=None,
+                    help='where the node\'s output bag and log go (default: a temporary folder, removed)')
+    lv.add_argument('--domain-id', type=int, default=None, help='ROS_DOMAIN_ID (default: environment or per process)')
+    lv.add_argument('--frame-timeout', type=float, default=120.0, help='seconds to wait for each frame')
+    e.set_defaults(func=run)
+
+
+# ----------------------------------------------------------------------------- helpers
+def _user_error(text: str) -> Exception:
+    from ..cli import UserError
+    return UserError(text)
+
+
+@dataclass
+class Source:
+    """One prediction source: a checkpoint (offline/live) or a depth topic (recorded)."""
+
+    label: str
+    weights: str = ''           # checkpoint path or "untrained"
+    description: str = ''
+    topic: str = ''
+    untrained_fallback: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _settings(args) -> EvalSettings:
+    if not (args.max_depth > args.min_depth >= 0 and np.isfinite(args.max_depth)):
+        raise _user_error(f'need 0 <= --min-depth < --max-depth, got {args.min_depth} and {args.max_depth}')
+    if args.bins:
+        try:
+            bins = [float(v) for v in args.bins.split(',') if v.strip()]
+        except ValueError:
+            raise _user_error(f'--bins must be comma-separated numbers, got {args.bins!r}') from None
+        if len(bins) < 2 or any(b <= a for a, b in zip(bins, bins[1:])):
+            raise _user_error(f'--bins needs at least two strictly increasing edges, got {args.bins!r}')
+    else:
+        bins = [float(v) for v in default_bin_edges(args.max_depth)]
+    if args.stamp_tolerance < 0:
+        raise _user_error('--stamp-tolerance must be >= 0')
+    if args.samples_every < 1:
+        raise _user_error('--samples-every must be >= 1')
+    return EvalSettings(min_depth=args.min_depth, max_depth=args.max_depth,
+                        crop='garg' if args.crop == 'garg' else '', bins=bins, flip_pp=args.flip_pp,
+                        stamp_tolerance_s=args.stamp_tolerance)
+
+
+def _unique(labels: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in labels:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 and labels.count(name) == 1 else f'{name}#{seen[name]}')
+    return out
+
+
+def _checkpoint_sources(args) -> list[Source]:
+    from ..checkpoint import ModelSpec
+    from ..demo import describe_weights
+    choices = args.checkpoint or ['default']
+    sources = []
+    for choice in choices:
+        if choice not in ('default', 'untrained', '') and not Path(choice).expanduser().is_file():
+            raise _user_error(f'--checkpoint {choice}: no such file (use a .ckpt path, "default" or "untrained")')
+        weights, description = describe_weights(choice)
+        if weights == 'untrained':
+            spec = ModelSpec(depth_net=args.network, width=args.network_width)
+            label = f'untrained {spec.label}'
+            description = f'{description}; network {spec.label}'
+        else:
+            weights = str(Path(weights).expanduser())
+            label = Path(weights).name
+        sources.append(Source(label, weights, description,
+                              untrained_fallback=(choice in ('default', '') and weights == 'untrained')))
+    for s, label in zip(sources, _unique([s.label for s in sources])):
+        s.label = label
+    return sources
+
+
+def _topic_sources(args) -> list[Source]:
+    topics = args.depth_topic or [DEFAULT_PRED_TOPIC]
+    labels = _unique(list(topics))
+    return [Source(label, topic=topic, description=f'depth topic {topic}') for label, topic in zip(labels, topics)]
+
+
+def _check_topics(bag: Path, needed: dict[str, str]) -> dict[str, str]:
+    """Raise a user error naming the bag's topics when one of ``needed`` ({topic: role}) is absent."""
+    from ..bagio import bag_topics_any
+    try:
+        available = bag_topics_any(bag)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's input problem
+        raise _user_error(f'cannot read the bag {bag}: {type(exc).__name__}: {exc}') from None
+    missing = [f'{t} ({role})' for t, role in needed.items() if t not in available]
+    if missing:
+        listing = '\n'.join(f'    {t}  [{ty}]' for t, ty in sorted(available.items())) or '    (none)'
+        raise _user_error(f'{bag} has no topic {", ".join(missing)}. Its topics:\n{listing}\n'
+                          f'Set the topic names with --image-topic, --camera-info-topic, --gt-depth-topic, '
+                          f'--gt-cloud-topic, --depth-topic.')
+    return available
+
+
+def _slug(text: str) -> str:
+    return re.sub(r'[^A-Za-z0-9._-]+', '_', text).strip('_') or 'source'
+
+
+def _samples(args, source: Source, several: bool) -> SampleWriter | None:
+    if not args.samples:
+        return None
+    out = Path(args.samples) / _slug(source.label) if several else Path(args.samples)
+    return SampleWriter(out, every=args.samples_every)
+
+
+def _estimator(source: Source, args, settings: EvalSettings):
+    from ..checkpoint import ModelSpec
+    from ..inference import DepthEstimator
+    kw = dict(device=args.device, precision=args.precision, max_depth=settings.max_depth)
+    if source.weights == 'untrained':
+        return DepthEstimator.untrained(ModelSpec(depth_net=args.network, width=args.network_width), **kw)
+    return DepthEstimator.from_checkpoint(source.weights, **kw)
+
+
+def _say(text: str) -> None:
+    print(f'[evaluate] {text}', flush=True)
+
+
+# ----------------------------------------------------------------------------- the verb
+def run(args) -> int:
+    """``packnet-ros evaluate``; returns the exit code (user errors raise UserError -> 2)."""
+    settings = _settings(args)
+    if args.mode == 'recorded' and args.checkpoint:
+        raise _user_error('--checkpoint is for --mode offline or live; recorded mode scores --depth-topic')
+    if args.mode != 'recorded' and (args.depth_topic or args.pred_bag):
+        raise _user_error('--depth-topic / --pred-bag are for --mode recorded')
+    if args.flip_pp and args.mode != 'offline':
+        raise _user_error('--flip-pp is for --mode offline (packnet_node and recorded topics do not flip)')
+    if args.extrinsics and not args.gt_cloud_topic:
+        raise _user_error('--extrinsics needs --gt-cloud-topic (LiDAR ground truth)')
+    extrinsics = None
+    if args.extrinsics:
+        from .lidar import load_extrinsics
+        extrinsics = load_extrinsics(args.extrinsics)
+
+    topics = BagTopics(image=args.image_topic, camera_info=args.camera_info_topic, depth_gt=args.gt_depth_topic,
+                       cloud_gt=args.gt_cloud_topic, tf_static=args.tf_topic, odom=args.odom_topic)
+    sources = _topic_sources(args) if args.mode == 'recorded' else _checkpoint_sources(args)
+    several = len(sources) > 1
+    temp_dirs: list[Path] = []
+    drive = None
+    try:
+        if args.kitti:
+            from ..data import KittiDrive
+            from ..demo import find_kitti_drive
+            drive = KittiDrive(find_kitti_drive(args.kitti))
+            topics = BagTopics()  # the topics write_kitti_bag writes
+            if extrinsics is not None or args.gt_cloud_topic:
+                raise _user_error('a KITTI source has projected depth ground truth (no PointCloud2): '
+                                  'drop --gt-cloud-topic / --extrinsics')
+            source_text = f'KITTI drive {drive.path} ({len(drive.frames)} frames)'
+            gt_text = 'KITTI proj_depth/velodyne (LiDAR projected into image_02)'
+        else:
+            bag = Path(args.bag)
+            if not bag.exists():
+                raise FileNotFoundError(f'no bag at {bag}')
+            needed = {}
+            if args.mode in ('offline', 'live'):
+                needed.update({topics.image: 'camera images', topics.camera_info: 'camera_info'})
+            needed[topics.cloud_gt or topics.depth_gt] = ('ground-truth LiDAR cloud' if topics.cloud_gt
+                                                          else 'ground-truth depth')
+            _check_topics(bag, needed)
+            source_text = f'bag {bag}'
+            gt_text = (f'{topics.cloud_gt} (PointCloud2) projected into the camera with '
+                       f'{"--extrinsics " + str(args.extrinsics) if extrinsics is not None else topics.tf_static}'
+                       if topics.cloud_gt else f'{topics.depth_gt} (depth image)')
+        pred_bag = None
+        if args.mode == 'recorded':
+            if args.pred_bag is None and args.kitti:
+                raise _user_error('--mode recorded with --kitti needs --pred-bag (the bag holding the depth topics)')
+            pred_bag = Path(args.pred_bag or args.bag)
+            if not pred_bag.exists():
+                raise FileNotFoundError(f'no prediction bag at {pred_bag}')
+            _check_topics(pred_bag, {s.topic: 'predicted depth' for s in sources})
+
+        print(f'packnet-ros evaluate: mode {args.mode}, {source_text}')
+        print(f'ground truth: {gt_text}')
+        print(f'protocol: crop {"garg" if settings.crop else "none"}, {settings.min_depth:g} < gt < '
+              f'{settings.max_depth:g} m, stamp tolerance {settings.stamp_tolerance_s:g} s, '
+              f'flip post-processing {"on" if settings.flip_pp else "off"}')
+        for s in sources:
+            if s.untrained_fallback:
+                note = ('NOTE: no default checkpoint is installed: evaluating UNTRAINED (random) weights; '
+                        'the numbers below say nothing about PackNet. Pass --checkpoint PATH.')
+                print(note)
+                print(note, file=sys.stderr)
+
+        # a bag view of a KITTI drive where a bag is needed (recorded GT, live replay)
+        gt_bag = None if args.kitti else Path(args.bag)
+        if args.kitti and args.mode != 'offline':
+            from ..ros.bag import write_kitti_bag
+            base = Path(args.record_dir) if (args.record_dir and args.mode == 'live') else \
+                Path(tempfile.mkdtemp(prefix='packnet_eval_kitti_'))
+            if not (args.record_dir and args.mode == 'live'):
+                temp_dirs.append(base)
+            gt_bag = base / 'kitti_input'
+            write_kitti_bag(drive, gt_bag, overwrite=True)
+            _say(f'converted {drive.path.name} into {gt_bag}')
+
+        results: dict[str, EvalResult] = {}
+        if args.mode == 'offline':
+            for s in sources:
+                _say(f'{s.label}: {s.description}')
+                est = _estimator(s, args, settings)
+                _say(f'{s.label}: {est.label} on {est.device} ({est.precision}), input '
+                     f'{est.input_shape[1]}x{est.input_shape[0]}')
+                s.extra['estimator'] = {'network': est.label, 'device': str(est.device),
+                                        'precision': est.precision,
+                                        'input_shape': [int(v) for v in est.input_shape]}
+                if drive is not None:
+                    from .runner import evaluate_kitti
+                    results[s.label] = evaluate_kitti(est, drive, settings, label=s.label,
+                                                      samples=_samples(args, s, several))
+                else:
+                    from .runner import evaluate_offline
+                    results[s.label] = evaluate_offline(
+                        est, gt_bag, topics, settings, label=s.label, samples=_samples(args, s, several),
+                        lidar_extrinsics=extrinsics,
+                        progress=lambda n: (n + 1) % 50 == 0 and _say(f'  {n + 1} frames'))
+                del est
+        elif args.mode == 'recorded':
+            from .runner import evaluate_recorded
+            for s in sources:
+                results[s.label] = evaluate_recorded(pred_bag, s.topic, gt_bag, topics, settings, label=s.label,
+                                                     samples=_samples(args, s, several),
+                                                     lidar_extrinsics=extrinsics)
+        else:
+            results = _run_live(args, sources, topics, gt_bag, settings, extrinsics, several, temp_dirs)
+    finally:
+        for d in temp_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+    if not results:
+        return 1
+    return _report(args, sources, results, settings, topics, several)
+
+
+def _run_live(args, sources, topics, bag, settings, extrinsics, several, temp_dirs) -> dict[str, EvalResult]:
+    from ..ros.evaluate_live import node_params_for, run_live
+    if args.record_dir:
+        base = Path(args.record_dir)
+    else:
+        base = Path(tempfile.mkdtemp(prefix='packnet_eval_live_'))
+        temp_dirs.append(base)
+    results = {}
+    for s in sources:
+        out = base / _slug(s.label) if several else base
+        params = node_params_for(s.weights, args.device, args.precision, args.network, args.network_width,
+                                 settings.max_depth)
+        _say(f'{s.label}: {s.description}')
+        try:
+            result, report = run_live(bag, topics, params, out, settings, label=s.label,
+                                      samples=_samples(args, s, several), lidar_extrinsics=extrinsics,
+                                      domain_id=args.domain_id, frame_timeout_s=args.frame_timeout, say=_say,
+                                      progress=lambda r: _say(f'  frame {r.frames_sent} answered {r.frames_answered}')
+                                      if r.frames_sent % 10 == 0 else None)
+        except (TimeoutError, RuntimeError) as exc:
+            if out.exists() and base in temp_dirs:  # keep the node log for the user
+                temp_dirs.remove(base)
+            _say(f'{s.label}: live run failed: {exc} (node log: {out / "node.log"})')
+            result = EvalResult(settings, {'metric': {}, 'median': {}}, [],
+                                {'live run failed': 1, 'frames_scored': 0}, s.label)
+        else:
+            s.extra['node'] = _node_stats(report.out_bag)
+            s.extra['frames'] = {'sent': report.frames_sent, 'answered': report.frames_answered}
+            node = s.extra['node']
+            _say(f'{s.label}: node answered {report.frames_answered}/{report.frames_sent} frames'
+                 + (f' ({node["network"]} on {node["device"]}, {node["precision"]})' if node else ''))
+        results[s.label] = result
+    return results
+
+
+def _node_stats(out_bag: Path) -> dict:
+    """Network, device and precision the node reported on ~/stats (empty when none came)."""
+    from .sources import Issues, read_messages_safely
+    last = None
+    for m in read_messages_safely(out_bag, ['/packnet_node/stats'], Issues()):
+        last = m.msg
+    if last is None:
+        return {}
+    return {'network': last.network, 'device': last.device, 'precision': last.precision}
+
+
+def _report(args, sources: list[Source], results: dict[str, EvalResult], settings: EvalSettings,
+            topics: BagTopics, several: bool) -> int:
+    by_label = {s.label: s for s in sources}
+    print()
+    for label, r in results.items():
+        s = by_label[label]
+        if args.compare and several:
+            print(f'== {label}: {s.description}')
+            print(counts_text(r))
+            continue
+        print(f'== {label}: {s.description}')
+        print(modes_table(r))
+        print(bins_text(r))
+        print(counts_text(r))
+        print()
+    if args.compare:
+        print()
+        print(compare_table(results))
+
+    run_settings = {
+        'mode': args.mode,
+        'source': {'kitti': str(args.kitti)} if args.kitti else {'bag': str(args.bag)},
+        'topics': {'image': topics.image, 'camera_info': topics.camera_info,
+                   'ground_truth': topics.cloud_gt or topics.depth_gt,
+                   'ground_truth_kind': 'pointcloud2' if topics.cloud_gt else 'depth_image',
+                   'tf': topics.tf_static},
+        'extrinsics': args.extrinsics,
+    }
+    if args.mode == 'recorded':
+        run_settings['pred_bag'] = str(args.pred_bag or args.bag)
+    else:
+        run_settings.update(device=args.device, precision=args.precision)
+
+    def source_doc(label: str) -> dict:
+        doc = results[label].to_json()
+        s = by_label[label]
+        doc['settings'].update(run_settings)
+        doc['source'] = ({'depth_topic': s.topic} if s.topic else
+                         {'checkpoint': s.weights, 'weights': s.description,
+                          'untrained_fallback': s.untrained_fallback})
+        doc['source'].update(s.extra)
+        return doc
+
+    if args.json:
+        if several:
+            doc = {'mode': args.mode, 'settings': {**settings.as_dict(), **run_settings},
+                   'sources': {label: source_doc(label) for label in results}}
+        else:
+            doc = source_doc(next(iter(results)))
+        write_json(args.json, doc)
+        _say(f'wrote {args.json}')
+    if args.csv:
+        rows = []
+        for label, r in results.items():
+            rows.extend(({'source': label, **row} if several else row) for row in r.per_frame)
+        write_csv(args.csv, rows)
+        _say(f'wrote {args.csv} ({len(rows)} rows)')
+    if args.plots:
+        first = next(iter(results.values()))
+        paths = write_plots(first, args.plots, results if several else None)
+        _say(f'wrote {", ".join(str(p) for p in paths)}')
+    if args.samples:
+        _say(f'wrote sample panels under {args.samples}')
+
+    empty = [label for label, r in results.items() if not r.counts.get('frames_scored', 0)]
+    if empty:
+        print(f'packnet-ros evaluate: nothing could be scored for {", ".join(empty)} (see the counts above)',
+              file=sys.stderr)
+        return 1
+    return 0
