@@ -161,7 +161,8 @@ def _lidar_bag(drive, path, frames, with_tf=True, storage='mcap'):
             t = drive.timestamp_ns(i)
             gt = drive.gt_depth(i)
             header = make_header(t, CAM)
-            write_msg(bag, '/camera/camera_info', 'sensor_msgs/msg/CameraInfo', t, make_camera_info(header, drive.K, W, H))
+            write_msg(bag, '/camera/camera_info', 'sensor_msgs/msg/CameraInfo', t,
+                      make_camera_info(header, drive.K, W, H))
             write_msg(bag, '/pred/depth', 'sensor_msgs/msg/Image', t, depth_to_image_msg(gt, header))
             cam = depth_to_xyz(gt, drive.K).reshape(-1, 3)
             cam = cam[np.isfinite(cam[:, 2])].astype(np.float64)
@@ -259,7 +260,8 @@ def test_offline_mode_on_kitti_bag_writes_every_report(offline_run, kitti_bag, c
 
 def test_compare_two_checkpoints(kitti_bag, checkpoints, tmp_path, capsys):
     rc, out, _ = _evaluate(capsys, '--bag', kitti_bag, '--checkpoint', checkpoints[0], '--checkpoint', checkpoints[1],
-                           '--precision', 'fp32', '--compare', '--json', tmp_path / 'c.json', '--csv', tmp_path / 'c.csv')
+                           '--precision', 'fp32', '--compare', '--json', tmp_path / 'c.json',
+                           '--csv', tmp_path / 'c.csv')
     assert rc == 0
     table = out[out.index('comparison (same ground truth'):]
     for name in ('slim_seed0.ckpt', 'slim_seed1.ckpt'):

@@ -1018,7 +1018,9 @@ def load_sequences(specs: Sequence[dict], base_dir: str | Path | None = None) ->
         {'type': 'video', 'path': 'segment_a.mp4', 'intrinsics': 'camera.yaml', 'crop': [0, 80, 0, 0],
          'frame_step': 2}
 
-    Every other key is the reader's keyword argument of the same name. Relative ``path``,
+    Every other key is the reader's keyword argument of the same name, except ``repeat``
+    (int, default 1): the sequence is listed that many times, to weight a small sequence
+    (e.g. the few frames that carry speed) against large ones. Relative ``path``,
     ``intrinsics`` and ``speed_csv`` are resolved against ``base_dir`` (default: the current
     directory).
 
@@ -1036,11 +1038,15 @@ def load_sequences(specs: Sequence[dict], base_dir: str | Path | None = None) ->
         if 'path' not in spec:
             raise DataError(f'sequence spec #{n} ({kind}): missing "path"')
         allowed, path_keys = _SPEC_KEYS[kind]
-        unknown = set(spec) - allowed - {'type', 'path'}
+        unknown = set(spec) - allowed - {'type', 'path', 'repeat'}
         if unknown:
             raise DataError(f'sequence spec #{n} ({kind}): unknown keys {sorted(unknown)} '
                             f'(allowed: path, {", ".join(sorted(allowed))})')
-        kwargs = {k: v for k, v in spec.items() if k not in ('type', 'path')}
+        repeat = int(spec.get('repeat', 1))
+        if repeat < 1:
+            raise DataError(f'sequence spec #{n} ({kind}): repeat must be >= 1, got {repeat}')
+        kwargs = {k: v for k, v in spec.items() if k not in ('type', 'path', 'repeat')}
+        first = len(out)
         for k in path_keys & set(kwargs):
             if kwargs[k] is not None:
                 kwargs[k] = base / Path(kwargs[k]).expanduser()
@@ -1054,4 +1060,5 @@ def load_sequences(specs: Sequence[dict], base_dir: str | Path | None = None) ->
                 raise DataError(f'sequence spec #{n} (video): missing "intrinsics" (camera YAML; '
                                 f'see load_camera_yaml)')
             out.append(VideoSequence(path, kwargs.pop('intrinsics'), **kwargs))
+        out.extend([out[first]] * (repeat - 1))
     return out

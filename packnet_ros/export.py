@@ -1,0 +1,141 @@
+"""``packnet-ros export``: a depth network at a fixed input shape as ONNX or TorchScript.
+
+ONNX (opset 17 by default, TorchScript-based exporter): GroupNorm becomes
+InstanceNormalization + reshapes and the packing/unpacking 3D convolutions become Conv
+nodes, both supported natively by onnxruntime and TensorRT (no GroupNorm plugin needed,
+unlike NVIDIA's onnx_packnet sample). Input ``rgb`` (1, 3, H, W) float32 RGB in [0, 1];
+output ``inv_depth`` (1, 1, H, W) in 1/m (depth = 1 / inv_depth, metres, for
+velocity-supervised checkpoints). Every export is verified: onnxruntime (or the
+TorchScript module) must reproduce PyTorch within 1e-3 relative.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import ModelSpec, default_checkpoint_path, load_checkpoint
+from .networks import build_depth_net
+from .networks.fast import prepare_for_inference
+
+VERIFY_RTOL = 1e-3
+
+
+class ExportError(RuntimeError):
+    """Export failed or the exported model disagrees with PyTorch."""
+
+
+def load_for_export(checkpoint: str) -> tuple[torch.nn.Module, ModelSpec, str]:
+    """(depth network, spec, description) for "default", "untrained[:Name:width]" or a path."""
+    if checkpoint.startswith('untrained'):
+        parts = checkpoint.split(':')
+        spec = ModelSpec(parts[1] if len(parts) > 1 else 'PackNet01', width=float(parts[2]) if len(parts) > 2 else 1.0)
+        torch.manual_seed(0)
+        return build_depth_net(spec.depth_net, spec.version, spec.width).eval(), spec, 'untrained'
+    path = default_checkpoint_path() if checkpoint == 'default' else Path(checkpoint)
+    if path is None:
+        raise FileNotFoundError('no default checkpoint is installed; give --checkpoint PATH')
+    ckpt = load_checkpoint(path, with_pose=False)
+    return ckpt.depth_net.eval(), ckpt.spec, str(path)
+
+
+def relative_error(out: np.ndarray, ref: np.ndarray) -> float:
+    """max |out - ref| / max |ref| (inverse depth is positive and bounded)."""
+    return float(np.max(np.abs(out - ref)) / max(float(np.max(np.abs(ref))), 1e-12))
+
+
+def export_onnx(net: torch.nn.Module, shape: tuple[int, int], out: str | Path, opset: int = 17,
+                backend: str = 'eager', dynamo: bool = False) -> dict:
+    """Export to ONNX and verify with onnxruntime; returns a report dict.
+
+    Raises:
+        ExportError: onnxruntime disagrees with PyTorch beyond VERIFY_RTOL.
+    """
+    import onnx
+    import onnxruntime as ort
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = prepare_for_inference(net, torch.device('cpu'), torch.float32, backend)
+    model = _plain_layout(model)
+    x = torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(0))
+    t0 = time.time()
+    torch.onnx.export(model, (x,), str(out), input_names=['rgb'], output_names=['inv_depth'],
+                      opset_version=opset, dynamo=dynamo, do_constant_folding=True)
+    export_s = time.time() - t0
+    proto = onnx.load(str(out))
+    onnx.checker.check_model(proto)
+    ops = sorted({n.op_type for n in proto.graph.node})
+    sess = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
+    with torch.inference_mode():
+        ref = model(x).numpy()
+    got = sess.run(None, {'rgb': x.numpy()})[0]
+    err = relative_error(got, ref)
+    if got.shape != ref.shape or err > VERIFY_RTOL:
+        raise ExportError(f'onnxruntime output differs from PyTorch: shape {got.shape} vs {ref.shape}, '
+                          f'relative error {err:.2e} > {VERIFY_RTOL}')
+    return {'format': 'onnx', 'path': str(out), 'opset': opset, 'input': list(x.shape), 'output': list(ref.shape),
+            'ops': ops, 'relative_error_vs_pytorch': err, 'export_s': round(export_s, 1),
+            'size_mb': out.stat().st_size / 2 ** 20}
+
+
+def export_torchscript(net: torch.nn.Module, shape: tuple[int, int], out: str | Path, backend: str = 'eager') -> dict:
+    """Trace to TorchScript (fixed shape), save, reload and verify; returns a report dict."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = _plain_layout(prepare_for_inference(net, torch.device('cpu'), torch.float32, backend))
+    x = torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        traced = torch.jit.trace(model, (x,), check_trace=False)
+    traced.save(str(out))
+    loaded = torch.jit.load(str(out))
+    with torch.inference_mode():
+        ref = model(x).numpy()
+        got = loaded(x).numpy()
+    err = relative_error(got, ref)
+    if err > VERIFY_RTOL:
+        raise ExportError(f'TorchScript output differs from PyTorch: relative error {err:.2e}')
+    return {'format': 'torchscript', 'path': str(out), 'input': list(x.shape), 'output': list(ref.shape),
+            'relative_error_vs_pytorch': err, 'size_mb': out.stat().st_size / 2 ** 20}
+
+
+def _plain_layout(model: torch.nn.Module) -> torch.nn.Module:
+    """Contiguous (NCHW) weights: exporters and other runtimes pick their own layouts."""
+    for p in model.parameters():
+        p.data = p.data.contiguous()
+    return model
+
+
+def _cmd_export(args) -> int:
+    net, spec, source = load_for_export(args.checkpoint)
+    if args.shape:
+        w, h = (int(v) for v in args.shape.lower().split('x'))
+        shape = (h, w)
+    else:
+        shape = tuple(spec.image_shape)
+    if shape[0] % 32 or shape[1] % 32:
+        raise ValueError(f'--shape {shape[1]}x{shape[0]} must be multiples of 32')
+    out = args.out or f'{spec.label}_{shape[1]}x{shape[0]}.{"onnx" if args.format == "onnx" else "pt"}'
+    if args.format == 'onnx':
+        report = export_onnx(net, shape, out, args.opset, args.backend, args.dynamo)
+    else:
+        report = export_torchscript(net, shape, out, args.backend)
+    report.update(network=spec.label, source=source, backend=args.backend)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def register(sub) -> None:
+    """Add the ``export`` verb."""
+    p = sub.add_parser('export', help='export a depth network to ONNX or TorchScript (fixed input shape)')
+    p.add_argument('--format', choices=('onnx', 'torchscript'), default='onnx')
+    p.add_argument('--checkpoint', default='default', help='"default", a .ckpt, or untrained[:Network:width]')
+    p.add_argument('--shape', default=None, help='WxH, multiples of 32 (default: the checkpoint\'s)')
+    p.add_argument('--out', default=None, help='output file')
+    p.add_argument('--opset', type=int, default=17)
+    p.add_argument('--backend', choices=('eager', 'fast'), default='eager',
+                   help='eager: the network as trained (portable); fast: folded packing layers')
+    p.add_argument('--dynamo', action='store_true', help='use the torch.export-based exporter (needs onnxscript)')
+    p.set_defaults(func=_cmd_export)
