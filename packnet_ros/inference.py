@@ -144,6 +144,7 @@ class DepthEstimator:
         if backend not in BACKENDS:
             raise ValueError(f'backend {backend!r} not in {BACKENDS}')
         self.backend = 'fast' if backend == 'auto' else backend
+        self.source_net = depth_net.float().eval()  # trainable form (saving, adaptation)
         self.net = prepare_for_inference(depth_net, self.device, self.dtype, self.backend)
 
     # -- construction --------------------------------------------------------------
@@ -190,14 +191,22 @@ class DepthEstimator:
             x = x.pin_memory().to(self.device, non_blocking=True)
         return x, small
 
-    @torch.inference_mode()
     def infer(self, x: torch.Tensor, flip_pp: bool = False) -> torch.Tensor:
         """Network forward: (B, 3, h, w) in [0, 1] -> inverse depth (B, 1, h, w) float32, 1/m."""
+        return self._infer_with(self.net, x, flip_pp)
+
+    @torch.inference_mode()
+    def _infer_with(self, net: torch.nn.Module, x: torch.Tensor, flip_pp: bool) -> torch.Tensor:
         x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
-        inv = self.net(x).float()
+        inv = net(x).float()
         if flip_pp:
-            inv = flip_post_process(inv, self.net(x.flip(-1)).float())
+            inv = flip_post_process(inv, net(x.flip(-1)).float())
         return inv
+
+    def swap_network(self, net: torch.nn.Module) -> None:
+        """Replace the inference module (built with :func:`prepare_for_inference`); frames
+        already running keep the module they started with."""
+        self.net = net
 
     def to_depth(self, inv: torch.Tensor, scale: float = 1.0,
                  output_size: tuple[int, int] | None = None) -> np.ndarray:
@@ -214,6 +223,41 @@ class DepthEstimator:
         if self.min_depth > 0:
             depth = torch.where(depth < self.min_depth, torch.full_like(depth, float('-inf')), depth)
         return depth[0, 0].cpu().numpy()
+
+    def run(self, rgb: np.ndarray, K: np.ndarray | None = None, flip_pp: bool = False) -> 'Prediction':
+        """Preprocess and run the network (first half of :meth:`predict`).
+
+        Returns:
+            :class:`Prediction` with the network input ``x`` (1, 3, h, w) on the device, the
+            resized image, the inverse depth (1, 1, h, w) float32 and K scaled to (h, w).
+        """
+        t0 = time.perf_counter()
+        x, small = self.preprocess(rgb)
+        t1 = time.perf_counter()
+        net = self.net  # one reference per frame: weight swaps happen between frames
+        inv = self._infer_with(net, x, flip_pp)
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+        t2 = time.perf_counter()
+        H, W = rgb.shape[:2]
+        h, w = self.input_shape
+        K_net = None if K is None else scale_intrinsics(K, w / W, h / H)
+        return Prediction(x, rgb, small, inv, None if K is None else np.array(K, dtype=np.float64), K_net,
+                          {'preprocess_ms': 1e3 * (t1 - t0), 'inference_ms': 1e3 * (t2 - t1)})
+
+    def finish(self, pred: 'Prediction', scale: float = 1.0, output: str = 'network') -> DepthResult:
+        """Depth in metres from a :class:`Prediction` (second half of :meth:`predict`)."""
+        if output not in ('network', 'camera'):
+            raise ValueError(f'output must be "network" or "camera", got {output!r}')
+        t2 = time.perf_counter()
+        if output == 'camera':
+            depth = self.to_depth(pred.inv, scale, pred.rgb.shape[:2])
+            K_out, img = pred.K, pred.rgb
+        else:
+            depth = self.to_depth(pred.inv, scale)
+            K_out, img = pred.K_net, pred.small
+        timings = dict(pred.timings_ms, postprocess_ms=1e3 * (time.perf_counter() - t2))
+        return DepthResult(depth, K_out, img, scale, timings)
 
     def predict(self, rgb: np.ndarray, K: np.ndarray | None = None, scale: float = 1.0,
                 output: str = 'network', flip_pp: bool = False) -> DepthResult:
@@ -232,23 +276,17 @@ class DepthEstimator:
         """
         if output not in ('network', 'camera'):
             raise ValueError(f'output must be "network" or "camera", got {output!r}')
-        t0 = time.perf_counter()
-        x, small = self.preprocess(rgb)
-        t1 = time.perf_counter()
-        inv = self.infer(x, flip_pp=flip_pp)
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize(self.device)
-        t2 = time.perf_counter()
-        H, W = rgb.shape[:2]
-        h, w = self.input_shape
-        if output == 'camera':
-            depth = self.to_depth(inv, scale, (H, W))
-            K_out, img = (None if K is None else np.array(K, dtype=np.float64)), rgb
-        else:
-            depth = self.to_depth(inv, scale)
-            K_out = None if K is None else scale_intrinsics(K, w / W, h / H)
-            img = small
-        t3 = time.perf_counter()
-        return DepthResult(depth, K_out, img, scale,
-                           {'preprocess_ms': 1e3 * (t1 - t0), 'inference_ms': 1e3 * (t2 - t1),
-                            'postprocess_ms': 1e3 * (t3 - t2)})
+        return self.finish(self.run(rgb, K, flip_pp), scale, output)
+
+
+@dataclass
+class Prediction:
+    """Network output before scaling: input tensor, images, inverse depth, intrinsics, timings."""
+
+    x: torch.Tensor
+    rgb: np.ndarray
+    small: np.ndarray
+    inv: torch.Tensor
+    K: np.ndarray | None
+    K_net: np.ndarray | None
+    timings_ms: dict

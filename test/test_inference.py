@@ -237,7 +237,7 @@ def test_max_depth_defaults_to_spec():
 def test_from_checkpoint_predicts_like_the_network(tmp_path, frame, est_small, pred_small):
     rgb, K = frame
     spec = ModelSpec('PackNetSlim01', width=0.25, image_shape=SMALL_SHAPE, max_depth=FAR)
-    path = save_checkpoint(tmp_path / 'm.ckpt', est_small.net, spec)
+    path = save_checkpoint(tmp_path / 'm.ckpt', est_small.source_net, spec)
     loaded = DepthEstimator.from_checkpoint(str(path), device='cpu', precision='fp32')
     assert loaded.checkpoint is not None and loaded.checkpoint.path == str(path)
     assert loaded.input_shape == SMALL_SHAPE and loaded.spec == spec

@@ -131,24 +131,6 @@ class PackNet(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def set_depth_prior(self, depth_m: float) -> None:
-        """Start the inverse-depth heads at ``depth_m`` everywhere (bias = logit(min_depth / depth_m)).
-
-        packnet-sfm's zero bias starts every pixel at sigmoid(0) / min_depth -> 1 m; driving
-        scenes have median depths of 10-20 m, and with little data (or velocity supervision
-        that must pull the scale from 1 m) the heads' biases take thousands of steps to get
-        there. A prior is only a starting point: training is free to move it.
-
-        Raises:
-            ValueError: ``depth_m`` not above min_depth.
-        """
-        if depth_m <= self.min_depth:
-            raise ValueError(f'depth prior {depth_m} m must exceed min_depth {self.min_depth} m')
-        p = self.min_depth / depth_m
-        bias = math.log(p / (1.0 - p))
-        for head in (self.disp1_layer, self.disp2_layer, self.disp3_layer, self.disp4_layer):
-            torch.nn.init.constant_(head.conv1.bias, bias)
-
     def _merge(self, unpacked, skip, coarse=None):
         merged = torch.cat((unpacked, skip), 1) if self._concat else unpacked + skip
         return merged if coarse is None else torch.cat((merged, coarse), 1)

@@ -31,11 +31,15 @@ from rclpy.node import Node
 from rclpy.qos import (HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_srvs.srv import Trigger
 
-from ..checkpoint import CheckpointError, ModelSpec, default_checkpoint_path
+from ..adaptation import AdaptationConfig
+from ..checkpoint import Checkpoint, CheckpointError, ModelSpec, default_checkpoint_path, load_checkpoint
 from ..imageproc import ImageFormatError
 from ..inference import DepthEstimator
+from ..networks import build_pose_net
 from ..odometry import SpeedTrack
+from ..online import OnlineProcessor, ScaleSettings
 from ..paths import fastdds_profile
 from ..pointcloud import decimate, depth_to_xyz, make_cloud_array
 from .conversions import (camera_info_to_K, cloud_to_msg, depth_to_image_msg, image_msg_to_rgb,
@@ -67,8 +71,23 @@ PARAMETERS = {
     'cloud_fields': ('xyzrgb', 'xyz | xyzrgb (colour from the input image)'),
     'cloud_decimation': (1, 'Keep every N-th row and column of the depth image in the cloud'),
     'scale_source': ('model', 'model: trust the network (velocity-supervised) | fixed: multiply by '
-                              'fixed_scale'),
+                              'fixed_scale | odometry: PoseNet translation vs odometry distance'),
     'fixed_scale': (1.0, 'Scale factor for scale_source=fixed'),
+    'scale.window': (50, 'odometry scale: accepted samples in the running median'),
+    'scale.min_speed_mps': (1.0, 'odometry scale: slower is "stationary" (no update)'),
+    'scale.max_odom_gap_s': (0.2, 'odometry scale: odometry must exist this close to both frames'),
+    'scale.max_frame_gap_s': (0.5, 'odometry scale: longer frame intervals are rejected'),
+    'scale.outlier_k': (3.5, 'odometry scale: rejection threshold in robust standard deviations'),
+    'adaptation.enabled': (False, 'Online self-supervised adaptation in a background thread'),
+    'adaptation.lr': (2e-5, 'adaptation: depth network learning rate (Adam)'),
+    'adaptation.pose_lr': (2e-5, 'adaptation: pose network learning rate (Adam)'),
+    'adaptation.buffer_size': (64, 'adaptation: frame triplets kept in the ring buffer'),
+    'adaptation.batch_size': (1, 'adaptation: triplets per gradient step'),
+    'adaptation.max_steps_per_frame': (2.0, 'adaptation: gradient steps allowed per received frame (0 = unlimited)'),
+    'adaptation.spike_factor': (3.0, 'adaptation: a loss above this x the recent median rolls back'),
+    'adaptation.threads': (1, 'adaptation: CPU threads of the worker'),
+    'adaptation.nice': (10, 'adaptation: nice value of the worker thread (yields the CPU to inference)'),
+    'adaptation.save_path': ('packnet_adapted.ckpt', 'adaptation: where ~/adaptation/save writes the weights'),
     'camera_info_match': ('exact', 'exact: pair image and camera_info by stamp | latest: use the '
                                    'latest camera_info'),
     'image_queue_size': (1, 'Image subscription depth (1 = always process the newest frame)'),
@@ -76,9 +95,10 @@ PARAMETERS = {
     'lazy': (True, 'Skip inference while no output topic has a subscriber'),
 }
 RELOAD = {'checkpoint', 'network', 'network_width', 'input_height', 'input_width', 'device',
-          'precision', 'backend', 'camera_info_match', 'image_queue_size', 'output_queue_size'}
+          'precision', 'backend', 'scale_source', 'adaptation.enabled', 'adaptation.lr', 'adaptation.pose_lr',
+          'adaptation.buffer_size', 'adaptation.batch_size', 'adaptation.threads', 'adaptation.nice', 'camera_info_match', 'image_queue_size', 'output_queue_size'}
 CHOICES = {'output_resolution': ('network', 'camera'), 'cloud_fields': ('xyz', 'xyzrgb'),
-           'scale_source': ('model', 'fixed')}
+           'scale_source': ('model', 'fixed', 'odometry')}
 
 
 class PackNetNode(Node):
@@ -97,7 +117,8 @@ class PackNetNode(Node):
         for name, (default, description) in PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=description))
         self._check_choices({n: self.get_parameter(n).value for n in CHOICES})
-        self.estimator = self._load_estimator()
+        self.estimator, checkpoint = self._load_estimator()
+        self.online = OnlineProcessor(self.estimator, checkpoint, self._scale_settings(), self._adaptation_config())
         self._stats_lock = threading.Lock()
         self._warned: dict[str, tuple[float, int]] = {}
         self.frames_processed = 0
@@ -123,19 +144,22 @@ class PackNetNode(Node):
         self.pub_info = self.create_publisher(CameraInfo, '~/camera_info', out_qos)
         self.pub_points = self.create_publisher(PointCloud2, '~/points', out_qos)
         self.pub_stats = self.create_publisher(DepthStats, '~/stats', out_qos)
+        self.create_service(Trigger, '~/adaptation/save', self._on_save_adapted)
+        self.create_service(Trigger, '~/adaptation/reset', self._on_reset_adapted)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._idle_logged = False
         self.get_logger().info(
             f'ready: {self.estimator.label} on {self.estimator.device} ({self.estimator.precision}, '
             f'{self.estimator.backend}), '
             f'input {self.estimator.input_shape[1]}x{self.estimator.input_shape[0]}, '
-            f'weights: {self.weights_description}')
+            f'weights: {self.weights_description}; scale source {self._p("scale_source")}'
+            f'{", online adaptation ON" if self.online.adapter else ""}')
 
     # -- set-up ---------------------------------------------------------------------------
     def _p(self, name: str):
         return self.get_parameter(name).value
 
-    def _load_estimator(self) -> DepthEstimator:
+    def _load_estimator(self) -> tuple[DepthEstimator, Checkpoint | None]:
         ckpt = str(self._p('checkpoint')).strip()
         shape = (int(self._p('input_height')), int(self._p('input_width')))
         kwargs = dict(device=str(self._p('device')), precision=str(self._p('precision')),
@@ -145,16 +169,52 @@ class PackNetNode(Node):
         path = default_checkpoint_path() if ckpt == 'default' else (None if ckpt in ('', 'untrained')
                                                                      else Path(ckpt).expanduser())
         if path is not None:
-            est = DepthEstimator.from_checkpoint(str(path), **kwargs)
+            loaded = load_checkpoint(path, with_pose=True)
             self.weights_description = f'checkpoint {path}'
-            return est
+            return DepthEstimator.from_loaded(loaded, **kwargs), loaded
         spec = ModelSpec(depth_net=str(self._p('network')), width=float(self._p('network_width')))
         if ckpt == 'default':
             self.get_logger().warning('no default checkpoint is installed: running UNTRAINED weights, '
-                                   'the depth is meaningless (set the checkpoint parameter)')
+                                      'the depth is meaningless (set the checkpoint parameter)')
         est = DepthEstimator.untrained(spec, **kwargs)
         self.weights_description = 'UNTRAINED (random) weights'
-        return est
+        return est, Checkpoint(est.source_net, build_pose_net('PoseNet').eval(), spec, spec.to_config())
+
+    def _scale_settings(self) -> ScaleSettings:
+        return ScaleSettings(str(self._p('scale_source')), float(self._p('fixed_scale')),
+                             int(self._p('scale.window')), float(self._p('scale.min_speed_mps')),
+                             float(self._p('scale.max_odom_gap_s')), float(self._p('scale.max_frame_gap_s')),
+                             float(self._p('scale.outlier_k')))
+
+    def _adaptation_config(self) -> AdaptationConfig | None:
+        if not self._p('adaptation.enabled'):
+            return None
+        return AdaptationConfig(lr=float(self._p('adaptation.lr')), pose_lr=float(self._p('adaptation.pose_lr')),
+                                buffer_size=int(self._p('adaptation.buffer_size')),
+                                batch_size=int(self._p('adaptation.batch_size')),
+                                max_steps_per_frame=float(self._p('adaptation.max_steps_per_frame')),
+                                spike_factor=float(self._p('adaptation.spike_factor')),
+                                threads=int(self._p('adaptation.threads')), nice=int(self._p('adaptation.nice')))
+
+    def _on_save_adapted(self, request, response):
+        if self.online.adapter is None:
+            response.success, response.message = False, 'adaptation is not enabled (adaptation.enabled: true)'
+            return response
+        try:
+            path = self.online.adapter.save(str(Path(str(self._p('adaptation.save_path'))).expanduser()))
+            response.success, response.message = True, f'saved adapted weights to {path}'
+        except Exception as exc:  # noqa: BLE001 - report to the caller
+            response.success, response.message = False, f'{type(exc).__name__}: {exc}'
+        return response
+
+    def _on_reset_adapted(self, request, response):
+        if self.online.adapter is None:
+            response.success, response.message = False, 'adaptation is not enabled'
+            return response
+        self.online.adapter.reset()
+        self.online.scale.reset()
+        response.success, response.message = True, 'adapted weights reset to the checkpoint'
+        return response
 
     @staticmethod
     def _check_choices(values: dict) -> str | None:
@@ -176,6 +236,8 @@ class PackNetNode(Node):
                 self.estimator.max_depth = float(p.value)
             elif p.name == 'min_depth_m':
                 self.estimator.min_depth = float(p.value)
+            elif p.name == 'fixed_scale':
+                self.online.settings.fixed_scale = float(p.value)
             elif p.name == 'cloud_decimation' and int(p.value) < 1:
                 return SetParametersResult(successful=False, reason='cloud_decimation must be >= 1')
         return SetParametersResult(successful=True)
@@ -228,12 +290,6 @@ class PackNetNode(Node):
         return any(p.get_subscription_count() > 0
                    for p in (self.pub_depth, self.pub_info, self.pub_points, self.pub_stats))
 
-    def scale_factor(self) -> tuple[float, str]:
-        """Metric scale applied to the network's depth and its source (DepthStats constants)."""
-        if self._p('scale_source') == 'fixed':
-            return float(self._p('fixed_scale')), DepthStats.SCALE_SOURCE_FIXED
-        return 1.0, DepthStats.SCALE_SOURCE_MODEL
-
     def _process(self, image: Image, info: CameraInfo) -> None:
         t_start = time.perf_counter()
         if self._p('lazy') and not self._has_subscribers():
@@ -265,8 +321,11 @@ class PackNetNode(Node):
 
     def _publish_outputs(self, image: Image, info: CameraInfo, rgb: np.ndarray, K: np.ndarray,
                          t_start: float) -> None:
-        scale, source = self.scale_factor()
-        result = self.estimator.predict(rgb, K, scale=scale, output=str(self._p('output_resolution')))
+        self.online.begin_frame()
+        pred = self.estimator.run(rgb, K)
+        scale, scale_status = self.online.scale_for_frame(stamp_to_ns(image.header.stamp), pred.x, pred.K_net,
+                                                          self.speed)
+        result = self.estimator.finish(pred, scale, str(self._p('output_resolution')))
         t_post = time.perf_counter()
         header = image.header
         depth = result.depth
@@ -283,7 +342,7 @@ class PackNetNode(Node):
         t_end = time.perf_counter()
         with self._stats_lock:
             self.frames_processed += 1
-        self._publish(self.pub_stats, self._stats(header, depth, scale, source, result.timings_ms,
+        self._publish(self.pub_stats, self._stats(header, depth, scale, scale_status, result.timings_ms,
                                                   1e3 * (t_end - t_start), 1e3 * (t_end - t_post)))
 
     def _publish(self, pub, msg) -> None:
@@ -292,7 +351,7 @@ class PackNetNode(Node):
         except Exception as exc:  # noqa: BLE001 - RCLError when a reliable queue saturates
             self.warn_throttled('publish', f'publish on {pub.topic_name} failed: {exc}')
 
-    def _stats(self, header, depth, scale, source, timings, latency_ms, publish_ms):
+    def _stats(self, header, depth, scale, scale_status, timings, latency_ms, publish_ms):
         finite = depth[np.isfinite(depth)]
         s = DepthStats(header=header)
         s.latency_ms = float(latency_ms)
@@ -311,8 +370,20 @@ class PackNetNode(Node):
         else:
             s.depth_min_m = s.depth_median_m = s.depth_max_m = float('nan')
         s.scale_factor = float(scale)
-        s.scale_source = source
-        s.scale_valid = True
+        s.scale_source = str(self._p('scale_source'))
+        s.scale_valid = True if scale_status is None else bool(scale_status.valid)
+        if scale_status is not None:
+            s.scale_updated = bool(scale_status.updated)
+            s.scale_samples = int(scale_status.samples)
+            s.scale_spread = float(scale_status.spread)
+            s.scale_status = scale_status.status
+        adapter = self.online.adapter
+        if adapter is not None:
+            st = adapter.stats
+            s.adaptation_enabled = True
+            s.adaptation_steps, s.adaptation_rollbacks = int(st.steps), int(st.rollbacks)
+            s.adaptation_last_loss, s.adaptation_step_ms = float(st.last_loss), float(st.step_ms)
+        s.weights_version = int(self.online.weights_version)
         s.frames_processed = self.frames_processed
         s.frames_dropped = self.frames_dropped
         return s
@@ -349,6 +420,8 @@ def main(args=None) -> int:
         pass
     finally:
         if node is not None:
+            if getattr(node, 'online', None) is not None:
+                node.online.stop()
             node.destroy_node()
         rclpy.try_shutdown()
     return 0

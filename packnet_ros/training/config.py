@@ -24,7 +24,6 @@ class ModelConfig:
     image_shape: list = field(default_factory=lambda: [192, 640])
     max_depth: float = 80.0
     init_checkpoint: str = ''  # start from these weights (project or packnet-sfm .ckpt)
-    init_depth_m: float = 10.0  # depth prior of the inverse-depth heads when training from scratch (0 = zero bias)
 
 
 @dataclass
@@ -39,6 +38,7 @@ class LossConfig:
     velocity_weight: float = 0.1
     padding_mode: str = 'zeros'
     clip_loss: float = 0.0
+    scale_alignment_step: int = 0  # one-time metric-scale alignment at this step (0 = off); see scale_alignment.py
 
 
 @dataclass

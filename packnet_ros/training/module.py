@@ -63,8 +63,6 @@ class SfmLightningModule(L.LightningModule):
             depth.load_state_dict(ckpt.depth_net.state_dict())
             if ckpt.pose_net is not None:
                 pose.load_state_dict(ckpt.pose_net.state_dict())
-        elif cfg.model.init_depth_m > 0:
-            depth.set_depth_prior(cfg.model.init_depth_m)
         self.model = SfmModel(depth, pose)
         lc = cfg.loss
         self.loss_cfg = SfmLossConfig(ssim_weight=lc.ssim_weight, num_scales=lc.num_scales, automask=lc.automask,
@@ -76,6 +74,7 @@ class SfmLightningModule(L.LightningModule):
         self._val_images: list = []
         self.last_val_metrics: dict = {}
         self._t_start = time.time()
+        self.scale_alignment: dict = {}
 
     # -- forward -------------------------------------------------------------------------
     def forward(self, rgb: torch.Tensor):
@@ -184,6 +183,7 @@ class SfmLightningModule(L.LightningModule):
             'train_wall_s': round(time.time() - self._t_start, 1),
             'data': self.data_summary,
             'val_metrics': dict(self.last_val_metrics),
+            'scale_alignment': dict(self.scale_alignment),
             'licence': self.cfg.licence,
             'torch_version': str(torch.__version__),
         }

@@ -22,6 +22,7 @@ from ..checkpoint import save_checkpoint
 from ..inference import cpu_supports_fast_bf16
 from .config import TrainConfig
 from .module import SfmLightningModule
+from .scale_alignment import ScaleAlignment
 
 
 def resolve_precision(setting: str, accelerator: str) -> str:
@@ -106,11 +107,16 @@ def train(cfg: TrainConfig, resume: str | None = None, out_dir: str | None = Non
                                                   auto_insert_metric_name=False, save_last=True,
                                                   save_top_k=keep, monitor='global_step' if keep >= 0 else None,
                                                   mode='max', every_n_epochs=1, save_on_train_epoch_end=True)
+    callbacks = [ckpt_cb, L.pytorch.callbacks.LearningRateMonitor()]
+    alignment = None
+    if cfg.loss.scale_alignment_step > 0 and summary['velocity_supervision']:
+        alignment = ScaleAlignment(cfg.loss.scale_alignment_step)
+        callbacks.append(alignment)
     logger = L.pytorch.loggers.TensorBoardLogger(str(out), name='tb', version='')
     trainer = L.Trainer(
         max_epochs=tc.max_epochs, max_steps=tc.max_steps, accelerator=tc.accelerator, devices=tc.devices,
         num_nodes=tc.num_nodes, strategy=tc.strategy, precision=precision, logger=logger,
-        callbacks=[ckpt_cb, L.pytorch.callbacks.LearningRateMonitor()],
+        callbacks=callbacks,
         log_every_n_steps=tc.log_every_n_steps, gradient_clip_val=tc.gradient_clip_val or None,
         num_sanity_val_steps=tc.num_sanity_val_steps, check_val_every_n_epoch=t.val_every_n_epochs,
         enable_progress_bar=progress, default_root_dir=str(out), deterministic=False)
@@ -140,6 +146,7 @@ def train(cfg: TrainConfig, resume: str | None = None, out_dir: str | None = Non
         'image_shape': list(cfg.model.image_shape), 'precision': precision,
         'epochs': int(trainer.current_epoch), 'steps': int(trainer.global_step), 'train_wall_s': round(wall, 1),
         'resumed_from': ckpt_path, 'data': summary, 'val_before': before, 'val_after': after,
+        'scale_alignment': dict(module.scale_alignment),
         'hardware': hardware_summary(), 'config': cfg.as_dict(),
     }
     if trainer.is_global_zero:
@@ -149,6 +156,7 @@ def train(cfg: TrainConfig, resume: str | None = None, out_dir: str | None = Non
                                                'training': {k: report[k] for k in ('epochs', 'steps', 'train_wall_s',
                                                                                    'precision', 'hardware')},
                                                'data': summary, 'val_before': before, 'val_after': after,
+                                               'scale_alignment': dict(module.scale_alignment),
                                                'licence': cfg.licence},
                                      config={'train': cfg.as_dict()})
         report['model'] = str(model_path)

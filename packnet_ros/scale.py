@@ -1,0 +1,146 @@
+"""Metric scale from odometry: PoseNet's translation against the distance the vehicle drove.
+
+A scale-ambiguous model (trained without velocity supervision) predicts depth and
+ego-motion up to one common unknown factor. Between two frames at t0 < t1 the vehicle
+drove d = integral of the odometry speed ~= (v(t0) + v(t1)) / 2 * (t1 - t0) metres, while
+PoseNet says ||t||; s = d / ||t|| makes the depth metric (PackNet paper Sec. 3.4 uses the
+same relation as a training loss). A robust running estimate keeps the median of recent
+accepted samples (in log space) and rejects samples that cannot be trusted:
+
+* time runs backwards or the frame gap is too long (dropped frames, bag loop);
+* odometry is missing or stale around the frames (no sample within ``max_odom_gap_s``);
+* the vehicle is (nearly) stationary: d is tiny and PoseNet's noise dominates;
+* PoseNet predicts (almost) no motion;
+* the sample is an outlier: |log s - median| > ``outlier_k`` robust standard deviations.
+
+Rejected samples never change the estimate: the last good scale is held, and the
+status says why.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from .odometry import SpeedTrack
+
+
+@dataclass
+class ScaleStatus:
+    """State of the estimate after a sample.
+
+    Attributes:
+        scale: factor to multiply the network's depth by (initial value until valid).
+        valid: at least one sample has been accepted.
+        updated: this sample was accepted.
+        samples: accepted samples in the window.
+        spread: robust relative spread of the window (1.4826 MAD of log s, ~ relative std); 0 if < 2.
+        status: "ok" or why the sample was rejected.
+    """
+
+    scale: float
+    valid: bool
+    updated: bool
+    samples: int
+    spread: float
+    status: str
+
+
+class OdometryScaleEstimator:
+    """Robust running metric-scale estimate (see module docstring).
+
+    Args:
+        window: accepted samples kept (median over them).
+        min_speed: m/s; slower samples count as stationary.
+        max_odom_gap_s: odometry must exist within this time of both frames.
+        max_frame_dt_s: longer frame intervals are rejected (dropped frames).
+        outlier_k: rejection threshold in robust standard deviations of log s.
+        min_spread: floor of the robust std of log s used for rejection (relative).
+        min_samples_for_outliers: below this many samples nothing is rejected as outlier.
+        initial_scale: value reported until the first accepted sample.
+    """
+
+    def __init__(self, window: int = 50, min_speed: float = 1.0, max_odom_gap_s: float = 0.2,
+                 max_frame_dt_s: float = 0.5, outlier_k: float = 3.5, min_spread: float = 0.05,
+                 min_samples_for_outliers: int = 5, initial_scale: float = 1.0):
+        if window < 1 or min_speed < 0 or max_odom_gap_s <= 0 or max_frame_dt_s <= 0:
+            raise ValueError('window >= 1, min_speed >= 0, max_odom_gap_s > 0, max_frame_dt_s > 0 required')
+        self.window = window
+        self.min_speed = min_speed
+        self.max_odom_gap_ns = int(max_odom_gap_s * 1e9)
+        self.max_frame_dt_ns = int(max_frame_dt_s * 1e9)
+        self.outlier_k = outlier_k
+        self.min_spread = math.log1p(min_spread)
+        self.min_samples_for_outliers = min_samples_for_outliers
+        self.initial_scale = initial_scale
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every sample (e.g. after a checkpoint or camera change)."""
+        self._logs: deque = deque(maxlen=self.window)
+        self._last_t1: int | None = None
+        self.status = ScaleStatus(self.initial_scale, False, False, 0, 0.0, 'no sample yet')
+
+    @property
+    def scale(self) -> float:
+        return self.status.scale
+
+    def hold(self, reason: str) -> ScaleStatus:
+        """Keep the estimate unchanged and record why (no sample, or a rejected one)."""
+        return self._reject(reason)
+
+    def _reject(self, reason: str) -> ScaleStatus:
+        s = self.status
+        self.status = ScaleStatus(s.scale, s.valid, False, s.samples, s.spread, reason)
+        return self.status
+
+    def add_sample(self, t0_ns: int, t1_ns: int, predicted_norm: float, speeds: SpeedTrack) -> ScaleStatus:
+        """Offer one frame pair.
+
+        Args:
+            t0_ns, t1_ns: stamps of the earlier and later frame (ns).
+            predicted_norm: PoseNet's translation norm between them, in the network's unit.
+            speeds: odometry speed track (m/s by stamp).
+
+        Returns:
+            The :class:`ScaleStatus` after this sample (accepted or not).
+        """
+        dt_ns = t1_ns - t0_ns
+        if dt_ns <= 0 or (self._last_t1 is not None and t1_ns <= self._last_t1):
+            return self._reject('time ran backwards')
+        if dt_ns > self.max_frame_dt_ns:
+            return self._reject(f'frame gap {dt_ns / 1e9:.2f} s too long')
+        latest = speeds.latest_stamp_ns
+        if latest is None:
+            return self._reject('no odometry')
+        v0 = speeds.speed_at(t0_ns, self.max_odom_gap_ns)
+        v1 = speeds.speed_at(t1_ns, self.max_odom_gap_ns)
+        if v0 is None or v1 is None:
+            age = (t1_ns - latest) / 1e9
+            return self._reject(f'odometry stale ({age:.2f} s old)' if age > 0 else 'odometry missing around the frames')
+        if min(v0, v1) < self.min_speed:
+            return self._reject(f'stationary ({min(v0, v1):.2f} m/s)')
+        if not math.isfinite(predicted_norm) or predicted_norm < 1e-4:
+            return self._reject('no predicted motion')
+        driven = 0.5 * (v0 + v1) * dt_ns / 1e9
+        log_s = math.log(driven / predicted_norm)
+        if len(self._logs) >= self.min_samples_for_outliers:
+            med, sigma = _median(self._logs), _robust_std(self._logs)
+            if abs(log_s - med) > self.outlier_k * max(sigma, self.min_spread):
+                return self._reject(f'outlier (scale {math.exp(log_s):.3f} vs {math.exp(med):.3f})')
+        self._logs.append(log_s)
+        self._last_t1 = t1_ns
+        spread = _robust_std(self._logs) if len(self._logs) > 1 else 0.0
+        self.status = ScaleStatus(math.exp(_median(self._logs)), True, True, len(self._logs), spread, 'ok')
+        return self.status
+
+
+def _median(values) -> float:
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+
+
+def _robust_std(values) -> float:
+    med = _median(values)
+    return 1.4826 * _median([abs(x - med) for x in values])
