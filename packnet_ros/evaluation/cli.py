@@ -95,6 +95,12 @@ def register(sub) -> None:
                     help='where the node\'s output bag and log go (default: a temporary folder, removed)')
     lv.add_argument('--domain-id', type=int, default=None, help='ROS_DOMAIN_ID (default: environment or per process)')
     lv.add_argument('--frame-timeout', type=float, default=120.0, help='seconds to wait for each frame')
+    lv.add_argument('--node-param', action='append', default=None, metavar='NAME=VALUE',
+                    help='extra packnet_node parameter, repeatable (e.g. scale_source=odometry, '
+                         'adaptation.enabled=true)')
+    lv.add_argument('--replays', type=int, default=1,
+                    help='play the bag this many times into the same node (online adaptation); '
+                         'each replay is scored, the last one is the result')
     e.set_defaults(func=run)
 
 
@@ -347,13 +353,14 @@ def _run_live(args, sources, topics, bag, settings, extrinsics, several, temp_di
         out = base / _slug(s.label) if several else base
         params = node_params_for(s.weights, args.device, args.precision, args.network, args.network_width,
                                  settings.max_depth)
+        params.update(_node_param_overrides(args.node_param))
         _say(f'{s.label}: {s.description}')
         try:
             result, report = run_live(bag, topics, params, out, settings, label=s.label,
                                       samples=_samples(args, s, several), lidar_extrinsics=extrinsics,
                                       domain_id=args.domain_id, frame_timeout_s=args.frame_timeout, say=_say,
                                       progress=lambda r: _say(f'  frame {r.frames_sent} answered {r.frames_answered}')
-                                      if r.frames_sent % 10 == 0 else None)
+                                      if r.frames_sent % 10 == 0 else None, replays=args.replays)
         except (TimeoutError, RuntimeError) as exc:
             if out.exists() and base in temp_dirs:  # keep the node log for the user
                 temp_dirs.remove(base)
@@ -361,8 +368,19 @@ def _run_live(args, sources, topics, bag, settings, extrinsics, several, temp_di
             result = EvalResult(settings, {'metric': {}, 'median': {}}, [],
                                 {'live run failed': 1, 'frames_scored': 0}, s.label)
         else:
-            s.extra['node'] = _node_stats(report.out_bag)
+            s.extra['node'] = _node_stats(report.replay_bags[-1])
             s.extra['frames'] = {'sent': report.frames_sent, 'answered': report.frames_answered}
+            if args.replays > 1:
+                s.extra['replays'] = []
+                for k, (rb, rr) in enumerate(zip(report.replay_bags, report.replay_results), start=1):
+                    ns = _node_stats(rb)
+                    s.extra['replays'].append({'replay': k, 'abs_rel': rr.metric.get('abs_rel'),
+                                               'median_abs_rel': rr.median.get('abs_rel'),
+                                               'scale_ratio': rr.metric.get('scale_ratio'), 'node': ns})
+                    _say(f'  replay {k}: median-scaled abs_rel {rr.median.get("abs_rel", float("nan")):.4f}, '
+                         f'metric abs_rel {rr.metric.get("abs_rel", float("nan")):.4f}, '
+                         f'inference {ns.get("inference_ms_median", float("nan")):.0f} ms, '
+                         f'adaptation steps {ns.get("adaptation_steps", 0)}, scale {ns.get("scale_factor", 1.0):.3f}')
             node = s.extra['node']
             _say(f'{s.label}: node answered {report.frames_answered}/{report.frames_sent} frames'
                  + (f' ({node["network"]} on {node["device"]}, {node["precision"]})' if node else ''))
@@ -370,15 +388,34 @@ def _run_live(args, sources, topics, bag, settings, extrinsics, several, temp_di
     return results
 
 
+def _node_param_overrides(items) -> dict:
+    """``--node-param NAME=VALUE`` list -> {name: YAML-typed value}."""
+    import yaml
+    out = {}
+    for item in items or []:
+        if '=' not in item:
+            raise ValueError(f'--node-param expects NAME=VALUE, got {item!r}')
+        k, v = item.split('=', 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
 def _node_stats(out_bag: Path) -> dict:
-    """Network, device and precision the node reported on ~/stats (empty when none came)."""
+    """What the node reported on ~/stats in a recorded bag: network, device, precision,
+    median latencies, the final metric-scale and adaptation state (empty when none came)."""
+    import statistics
     from .sources import Issues, read_messages_safely
-    last = None
-    for m in read_messages_safely(out_bag, ['/packnet_node/stats'], Issues()):
-        last = m.msg
-    if last is None:
+    stats = [m.msg for m in read_messages_safely(out_bag, ['/packnet_node/stats'], Issues())]
+    if not stats:
         return {}
-    return {'network': last.network, 'device': last.device, 'precision': last.precision}
+    last = stats[-1]
+    return {'network': last.network, 'device': last.device, 'precision': last.precision,
+            'inference_ms_median': statistics.median(s.inference_ms for s in stats),
+            'latency_ms_median': statistics.median(s.latency_ms for s in stats),
+            'scale_source': last.scale_source, 'scale_factor': last.scale_factor, 'scale_valid': last.scale_valid,
+            'scale_samples': last.scale_samples, 'scale_spread': last.scale_spread, 'scale_status': last.scale_status,
+            'adaptation_steps': last.adaptation_steps, 'adaptation_rollbacks': last.adaptation_rollbacks,
+            'frames': len(stats)}
 
 
 def _report(args, sources: list[Source], results: dict[str, EvalResult], settings: EvalSettings,

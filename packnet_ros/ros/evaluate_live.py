@@ -43,7 +43,7 @@ def run_live(bag: str | Path, topics: BagTopics, node_params: dict, out_dir: str
              frame_timeout_s: float = 120.0, startup_timeout_s: float = 120.0,
              say: Callable[[str], None] | None = None,
              progress: Callable[[ReplayReport], None] | None = None,
-             node_name: str = 'packnet_node') -> tuple[EvalResult, ReplayReport]:
+             node_name: str = 'packnet_node', replays: int = 1) -> tuple[EvalResult, ReplayReport]:
     """Replay ``bag`` into a fresh ``packnet_node`` process and score what it published.
 
     Args:
@@ -59,6 +59,9 @@ def run_live(bag: str | Path, topics: BagTopics, node_params: dict, out_dir: str
         frame_timeout_s, startup_timeout_s: see :func:`replay_into_node`.
         say: receives one-line progress messages (node started, output bag written).
         progress: called after every replayed frame with the running report.
+        replays: play the bag this many times into the same node (online adaptation); each
+            replay is scored separately (``report.replay_results``), the returned result
+            is the last replay's.
 
     Returns:
         (the scored result, the replay report). Frames the node did not answer and read
@@ -80,11 +83,18 @@ def run_live(bag: str | Path, topics: BagTopics, node_params: dict, out_dir: str
         report = replay_into_node(bag, out_bag, topics.image, [topics.camera_info, topics.odom],
                                   node_name=f'/{node_name}', node_process=node,
                                   frame_timeout_s=frame_timeout_s, startup_timeout_s=startup_timeout_s,
-                                  progress=progress)
+                                  progress=progress, replays=replays)
     if say:
         say(f'output bag {out_bag}: ' + ', '.join(f'{t} x{n}' for t, n in report.counts.items()))
-    result = evaluate_recorded(out_bag, f'/{node_name}/depth', bag, topics, settings, label=label,
-                               samples=samples, lidar_extrinsics=lidar_extrinsics)
+    report.replay_results = []
+    for k, replay_bag in enumerate(report.replay_bags[:-1]):
+        r = evaluate_recorded(replay_bag, f'/{node_name}/depth', bag, topics, settings, label=f'{label} replay {k + 1}',
+                              lidar_extrinsics=lidar_extrinsics)
+        report.replay_results.append(r)
+    result = evaluate_recorded(report.replay_bags[-1], f'/{node_name}/depth', bag, topics, settings,
+                               label=label if replays <= 1 else f'{label} replay {replays}', samples=samples,
+                               lidar_extrinsics=lidar_extrinsics)
+    report.replay_results.append(result)
     if report.missing:
         result.counts[NOT_ANSWERED] = len(report.missing)
     for reason, n in report.read_issues.items():

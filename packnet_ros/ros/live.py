@@ -140,6 +140,8 @@ class ReplayReport:
     counts: dict = field(default_factory=dict)
     out_bag: Path | None = None
     skipped_topics: list = field(default_factory=list)
+    replay_bags: list = field(default_factory=list)
+    replay_results: list = field(default_factory=list)
     read_issues: dict = field(default_factory=dict)
 
 
@@ -148,7 +150,7 @@ def replay_into_node(bag_path: str | Path, out_bag: str | Path, image_topic: str
                      outputs: Sequence[str] = ('depth', 'camera_info', 'points', 'stats'),
                      frame_timeout_s: float = 60.0, startup_timeout_s: float = 120.0,
                      node_process: NodeProcess | None = None, storage: str = 'mcap',
-                     progress=None) -> ReplayReport:
+                     progress=None, replays: int = 1) -> ReplayReport:
     """Replay ``input_topics`` of a bag into a running node on sim time and record its outputs.
 
     Paced replay: for each image (in bag order) /clock is set to the image's log time, the
@@ -157,6 +159,10 @@ def replay_into_node(bag_path: str | Path, out_bag: str | Path, image_topic: str
     ``frame_timeout_s``), so no frame is dropped whatever the hardware's speed. Everything
     the node publishes on ``outputs`` is recorded into ``out_bag`` at the sim time of
     arrival, with its original serialisation.
+
+    ``replays`` > 1 plays the bag that many times into the same node (for online adaptation;
+    stamps and /clock jump back at each restart); replay k is recorded into its own bag,
+    ``report.replay_bags[k]`` (the first is ``out_bag``).
 
     The caller must have called :func:`local_ros_env` (same domain as the node).
 
@@ -203,77 +209,96 @@ def replay_into_node(bag_path: str | Path, out_bag: str | Path, image_topic: str
         out_topics = {f'{node_name}/{o}': o for o in outputs}
         types = {'depth': 'sensor_msgs/msg/Image', 'camera_info': 'sensor_msgs/msg/CameraInfo',
                  'points': 'sensor_msgs/msg/PointCloud2', 'stats': 'packnet_ros/msg/DepthStats'}
-        with BagWriter(out_bag, storage, overwrite=True) as writer:
-            def recorder(topic, short):
-                def cb(raw):
-                    writer.write(topic, types[short], sim_now[0], raw)
-                return cb
+        writers = [None]  # the current replay's bag
 
-            def on_stats(msg):
-                t = stamp_to_ns(msg.header.stamp)
-                answered.setdefault(t, time.perf_counter())
+        def recorder(topic, short):
+            def cb(raw):
+                if writers[0] is not None:
+                    writers[0].write(topic, types[short], sim_now[0], raw)
+            return cb
+
+        def on_stats(msg):
+            t = stamp_to_ns(msg.header.stamp)
+            answered.setdefault(t, time.perf_counter())
+            if t in sent_at:
+                report.e2e_ms.setdefault(t, {})['stats'] = 1e3 * (time.perf_counter() - sent_at[t])
+
+        def timing(short):
+            def cb(raw):
+                t = sim_now[0]
                 if t in sent_at:
-                    report.e2e_ms.setdefault(t, {})['stats'] = 1e3 * (time.perf_counter() - sent_at[t])
+                    report.e2e_ms.setdefault(t, {})[short] = 1e3 * (time.perf_counter() - sent_at[t])
+            return cb
 
-            def timing(short):
-                def cb(raw):
-                    t = sim_now[0]
-                    if t in sent_at:
-                        report.e2e_ms.setdefault(t, {})[short] = 1e3 * (time.perf_counter() - sent_at[t])
-                return cb
+        for topic, short in out_topics.items():
+            cls = message_class(types[short])
+            rec, tim = recorder(topic, short), timing(short)
+            node.create_subscription(cls, topic, lambda raw, rec=rec, tim=tim: (tim(raw), rec(raw)),
+                                     reliable, raw=True)
+        node.create_subscription(DepthStats, f'{node_name}/stats', on_stats, reliable)
 
-            for topic, short in out_topics.items():
-                cls = message_class(types[short])
-                rec, tim = recorder(topic, short), timing(short)
-                node.create_subscription(cls, topic, lambda raw, rec=rec, tim=tim: (tim(raw), rec(raw)),
-                                         reliable, raw=True)
-            node.create_subscription(DepthStats, f'{node_name}/stats', on_stats, reliable)
+        def spin_until(cond, timeout):
+            t_end = time.time() + timeout
+            while not cond():
+                if node_process is not None and not node_process.alive():
+                    raise RuntimeError(f'packnet_node exited with code {node_process.proc.returncode}')
+                if time.time() > t_end:
+                    return False
+                executor.spin_once(timeout_sec=0.02)
+            return True
 
-            def spin_until(cond, timeout):
-                t_end = time.time() + timeout
-                while not cond():
-                    if node_process is not None and not node_process.alive():
-                        raise RuntimeError(f'packnet_node exited with code {node_process.proc.returncode}')
-                    if time.time() > t_end:
-                        return False
-                    executor.spin_once(timeout_sec=0.02)
-                return True
-
-            image_pub = pubs.get(image_topic)
-            if image_pub is None:
-                raise ValueError(f'{bag_path} has no {image_topic} messages to replay')
-            ok = spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values() if p)
-                            and node.count_publishers(f'{node_name}/stats') > 0, startup_timeout_s)
-            if not ok:
-                raise TimeoutError(f'{node_name} did not subscribe to {sorted(t for t, p in pubs.items() if p)} '
-                                   f'within {startup_timeout_s:.0f} s')
-            time.sleep(0.3)  # let the reliable output subscriptions settle
-            for m in messages:
-                sim_now[0] = max(sim_now[0], m.log_time_ns)
-                pub = pubs.get(m.topic)
-                if pub is None:
-                    continue
-                clock = Clock()
-                clock.clock.sec, clock.clock.nanosec = divmod(sim_now[0], 1_000_000_000)
-                clock_pub.publish(clock)
-                if m.topic != image_topic:
-                    pub.publish(m.raw)
-                    continue
-                header = ts.deserialize_cdr(m.raw, m.msgtype).header
-                stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-                sent_at[stamp] = time.perf_counter()
-                pub.publish(m.raw)
-                report.frames_sent += 1
-                if spin_until(lambda: stamp in answered, frame_timeout_s):
-                    report.frames_answered += 1
-                else:
-                    report.missing.append(stamp)
-                if progress:
-                    progress(report)
-            spin_until(lambda: False, 0.5)  # drain outputs still in flight
-            report.counts = dict(writer.counts)
+        image_pub = pubs.get(image_topic)
+        if image_pub is None:
+            raise ValueError(f'{bag_path} has no {image_topic} messages to replay')
+        ok = spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values() if p)
+                        and node.count_publishers(f'{node_name}/stats') > 0, startup_timeout_s)
+        if not ok:
+            raise TimeoutError(f'{node_name} did not subscribe to {sorted(t for t, p in pubs.items() if p)} '
+                               f'within {startup_timeout_s:.0f} s')
+        time.sleep(0.3)  # let the reliable output subscriptions settle
+        for k in range(max(1, int(replays))):
+            path = Path(out_bag) if k == 0 else Path(f'{out_bag}_replay{k + 1}')
+            report.replay_bags.append(path)
+            answered.clear()
+            sent_at.clear()
+            sim_now[0] = 0
+            with BagWriter(path, storage, overwrite=True) as writer:
+                writers[0] = writer
+                _replay_once(messages, pubs, image_topic, clock_pub, Clock, ts, sim_now, sent_at, answered,
+                             spin_until, frame_timeout_s, report, progress)
+                spin_until(lambda: False, 0.5)  # drain outputs still in flight
+                writers[0] = None
+                counts = dict(writer.counts)
+            report.counts = counts
     finally:
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=context)
     return report
+
+
+def _replay_once(messages, pubs, image_topic, clock_pub, Clock, ts, sim_now, sent_at, answered, spin_until,
+                 frame_timeout_s, report, progress) -> None:
+    """One paced pass over the bag's messages (see :func:`replay_into_node`)."""
+    for m in messages:
+        sim_now[0] = max(sim_now[0], m.log_time_ns)
+        pub = pubs.get(m.topic)
+        if pub is None:
+            continue
+        clock = Clock()
+        clock.clock.sec, clock.clock.nanosec = divmod(sim_now[0], 1_000_000_000)
+        clock_pub.publish(clock)
+        if m.topic != image_topic:
+            pub.publish(m.raw)
+            continue
+        header = ts.deserialize_cdr(m.raw, m.msgtype).header
+        stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+        sent_at[stamp] = time.perf_counter()
+        pub.publish(m.raw)
+        report.frames_sent += 1
+        if spin_until(lambda: stamp in answered, frame_timeout_s):
+            report.frames_answered += 1
+        else:
+            report.missing.append(stamp)
+        if progress:
+            progress(report)
