@@ -257,7 +257,8 @@ def _load_strict(net: nn.Module, state: dict, path, what: str) -> None:
 # ----------------------------------------------------------------------------- writing
 def save_checkpoint(path: str | os.PathLike, depth_net: nn.Module, spec: ModelSpec,
                     pose_net: nn.Module | None = None, metadata: dict | None = None,
-                    config: dict | None = None, extra: dict | None = None) -> Path:
+                    config: dict | None = None, extra: dict | None = None,
+                    pose_dtype: torch.dtype = torch.float32) -> Path:
     """Write a project checkpoint atomically (temporary file then rename).
 
     Args:
@@ -268,6 +269,8 @@ def save_checkpoint(path: str | os.PathLike, depth_net: nn.Module, spec: ModelSp
         metadata: plain data (training data, metrics, licence ...); versions and time are added.
         config: full training config (plain dict); ``spec`` fields override its model keys.
         extra: further plain entries (e.g. training state for resuming).
+        pose_dtype: storage dtype of the pose network (float16 halves its size for shipped
+            models; loading always returns float32).
 
     Returns:
         The path written.
@@ -276,7 +279,7 @@ def save_checkpoint(path: str | os.PathLike, depth_net: nn.Module, spec: ModelSp
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {DEPTH_PREFIX + k: v.detach().float().cpu() for k, v in depth_net.state_dict().items()}
     if pose_net is not None:
-        state.update({POSE_PREFIX + k: v.detach().float().cpu() for k, v in pose_net.state_dict().items()})
+        state.update({POSE_PREFIX + k: v.detach().cpu().to(pose_dtype) for k, v in pose_net.state_dict().items()})
     cfg = _merge(config or {}, spec.to_config())
     meta = dict(metadata or {})
     meta.setdefault('created', _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds'))

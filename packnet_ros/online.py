@@ -111,8 +111,10 @@ class OnlineProcessor:
             return float(self.settings.fixed_scale), None
         if self.settings.source == 'model':
             return 1.0, None
-        if self._frames and stamp_ns <= self._frames[-1][0]:
-            self._frames.clear()  # time ran backwards (bag loop): start a new chain
+        restarted = bool(self._frames) and stamp_ns <= self._frames[-1][0]
+        if restarted:  # time ran backwards (bag loop, clock reset): start a new frame chain
+            self._frames.clear()
+            self.scale.restart()
         self._frames.append((stamp_ns, x))
         status = self.scale.status
         if len(self._frames) == 3:

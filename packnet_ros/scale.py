@@ -85,6 +85,12 @@ class OdometryScaleEstimator:
     def scale(self) -> float:
         return self.status.scale
 
+    def restart(self, reason: str = 'time ran backwards: frame chain restarted') -> ScaleStatus:
+        """Keep the accepted samples but accept pairs that are older than the last one
+        again (a bag loop, a clock reset); this frame does not update the estimate."""
+        self._last_t1 = None
+        return self._reject(reason)
+
     def hold(self, reason: str) -> ScaleStatus:
         """Keep the estimate unchanged and record why (no sample, or a rejected one)."""
         return self._reject(reason)

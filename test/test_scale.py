@@ -95,3 +95,16 @@ def test_reset_forgets_everything():
     _feed(est, _track(speed), 10, speed)
     est.reset()
     assert not est.status.valid and est.scale == 1.0 and est.status.samples == 0
+
+
+def test_restart_accepts_older_pairs_again_and_keeps_the_estimate():
+    speed = lambda t: 10.0  # noqa: E731
+    track = _track(speed)
+    est = OdometryScaleEstimator()
+    for k in range(1, 6):
+        est.add_sample((k - 1) * DT, k * DT, 0.4, track)
+    assert est.status.samples == 5
+    assert not est.add_sample(0, DT, 0.4, track).updated  # older than the last pair: rejected
+    s = est.restart()
+    assert not s.updated and s.samples == 5 and s.scale == pytest.approx(2.5)
+    assert est.add_sample(0, DT, 0.4, track).updated and est.status.samples == 6

@@ -101,6 +101,8 @@ def register(sub) -> None:
     lv.add_argument('--replays', type=int, default=1,
                     help='play the bag this many times into the same node (online adaptation); '
                          'each replay is scored, the last one is the result')
+    lv.add_argument('--replay-rate', type=float, default=0.0, metavar='HZ',
+                    help='publish images no faster than this rate (a camera\'s; 0 = as soon as the node answered)')
     e.set_defaults(func=run)
 
 
@@ -360,7 +362,8 @@ def _run_live(args, sources, topics, bag, settings, extrinsics, several, temp_di
                                       samples=_samples(args, s, several), lidar_extrinsics=extrinsics,
                                       domain_id=args.domain_id, frame_timeout_s=args.frame_timeout, say=_say,
                                       progress=lambda r: _say(f'  frame {r.frames_sent} answered {r.frames_answered}')
-                                      if r.frames_sent % 10 == 0 else None, replays=args.replays)
+                                      if r.frames_sent % 10 == 0 else None, replays=args.replays,
+                                      max_rate_hz=args.replay_rate)
         except (TimeoutError, RuntimeError) as exc:
             if out.exists() and base in temp_dirs:  # keep the node log for the user
                 temp_dirs.remove(base)

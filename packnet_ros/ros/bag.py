@@ -15,6 +15,7 @@ from nav_msgs.msg import Odometry
 from rclpy.serialization import serialize_message
 
 from ..bagio import BagWriter, rotation_to_quaternion, write_tf_static
+from ..evaluation.runner import BagTopics
 from .conversions import depth_to_image_msg, make_camera_info, make_header, rgb_to_image_msg
 
 
@@ -24,14 +25,10 @@ def write_msg(bag: BagWriter, topic: str, msgtype: str, t_ns: int, msg) -> None:
 
 
 @dataclass
-class KittiBagTopics:
-    """Topic and frame names written by :func:`write_kitti_bag` (the demo's defaults)."""
+class KittiBagTopics(BagTopics):
+    """Topics (:class:`packnet_ros.evaluation.runner.BagTopics` defaults) and frame names
+    written by :func:`write_kitti_bag` (the demo's defaults)."""
 
-    image: str = '/camera/image_raw'
-    camera_info: str = '/camera/camera_info'
-    odom: str = '/odom'
-    depth_gt: str = '/lidar/depth'
-    tf_static: str = '/tf_static'
     camera_frame: str = 'cam2_optical'
     base_frame: str = 'base_link'
     odom_frame: str = 'odom'

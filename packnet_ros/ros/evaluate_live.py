@@ -43,7 +43,8 @@ def run_live(bag: str | Path, topics: BagTopics, node_params: dict, out_dir: str
              frame_timeout_s: float = 120.0, startup_timeout_s: float = 120.0,
              say: Callable[[str], None] | None = None,
              progress: Callable[[ReplayReport], None] | None = None,
-             node_name: str = 'packnet_node', replays: int = 1) -> tuple[EvalResult, ReplayReport]:
+             node_name: str = 'packnet_node', replays: int = 1,
+             max_rate_hz: float = 0.0) -> tuple[EvalResult, ReplayReport]:
     """Replay ``bag`` into a fresh ``packnet_node`` process and score what it published.
 
     Args:
@@ -62,6 +63,8 @@ def run_live(bag: str | Path, topics: BagTopics, node_params: dict, out_dir: str
         replays: play the bag this many times into the same node (online adaptation); each
             replay is scored separately (``report.replay_results``), the returned result
             is the last replay's.
+        max_rate_hz: publish images no faster than this (a camera's rate; 0 = as soon as
+            the previous frame is answered).
 
     Returns:
         (the scored result, the replay report). Frames the node did not answer and read
@@ -83,7 +86,7 @@ def run_live(bag: str | Path, topics: BagTopics, node_params: dict, out_dir: str
         report = replay_into_node(bag, out_bag, topics.image, [topics.camera_info, topics.odom],
                                   node_name=f'/{node_name}', node_process=node,
                                   frame_timeout_s=frame_timeout_s, startup_timeout_s=startup_timeout_s,
-                                  progress=progress, replays=replays)
+                                  progress=progress, replays=replays, max_rate_hz=max_rate_hz)
     if say:
         say(f'output bag {out_bag}: ' + ', '.join(f'{t} x{n}' for t, n in report.counts.items()))
     report.replay_results = []

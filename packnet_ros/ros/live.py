@@ -150,7 +150,7 @@ def replay_into_node(bag_path: str | Path, out_bag: str | Path, image_topic: str
                      outputs: Sequence[str] = ('depth', 'camera_info', 'points', 'stats'),
                      frame_timeout_s: float = 60.0, startup_timeout_s: float = 120.0,
                      node_process: NodeProcess | None = None, storage: str = 'mcap',
-                     progress=None, replays: int = 1) -> ReplayReport:
+                     progress=None, replays: int = 1, max_rate_hz: float = 0.0) -> ReplayReport:
     """Replay ``input_topics`` of a bag into a running node on sim time and record its outputs.
 
     Paced replay: for each image (in bag order) /clock is set to the image's log time, the
@@ -159,6 +159,9 @@ def replay_into_node(bag_path: str | Path, out_bag: str | Path, image_topic: str
     ``frame_timeout_s``), so no frame is dropped whatever the hardware's speed. Everything
     the node publishes on ``outputs`` is recorded into ``out_bag`` at the sim time of
     arrival, with its original serialisation.
+
+    ``max_rate_hz`` > 0 also waits so that images go out no faster than a camera at that
+    rate would send them (the node then has idle time, as on a vehicle).
 
     ``replays`` > 1 plays the bag that many times into the same node (for online adaptation;
     stamps and /clock jump back at each restart); replay k is recorded into its own bag,
@@ -265,7 +268,7 @@ def replay_into_node(bag_path: str | Path, out_bag: str | Path, image_topic: str
             with BagWriter(path, storage, overwrite=True) as writer:
                 writers[0] = writer
                 _replay_once(messages, pubs, image_topic, clock_pub, Clock, ts, sim_now, sent_at, answered,
-                             spin_until, frame_timeout_s, report, progress)
+                             spin_until, frame_timeout_s, report, progress, max_rate_hz)
                 spin_until(lambda: False, 0.5)  # drain outputs still in flight
                 writers[0] = None
                 counts = dict(writer.counts)
@@ -278,8 +281,10 @@ def replay_into_node(bag_path: str | Path, out_bag: str | Path, image_topic: str
 
 
 def _replay_once(messages, pubs, image_topic, clock_pub, Clock, ts, sim_now, sent_at, answered, spin_until,
-                 frame_timeout_s, report, progress) -> None:
+                 frame_timeout_s, report, progress, max_rate_hz: float = 0.0) -> None:
     """One paced pass over the bag's messages (see :func:`replay_into_node`)."""
+    period = 1.0 / max_rate_hz if max_rate_hz > 0 else 0.0
+    last_image = -1e9
     for m in messages:
         sim_now[0] = max(sim_now[0], m.log_time_ns)
         pub = pubs.get(m.topic)
@@ -293,7 +298,10 @@ def _replay_once(messages, pubs, image_topic, clock_pub, Clock, ts, sim_now, sen
             continue
         header = ts.deserialize_cdr(m.raw, m.msgtype).header
         stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-        sent_at[stamp] = time.perf_counter()
+        if period:
+            spin_until(lambda: time.perf_counter() - last_image >= period, period + 1.0)
+        last_image = time.perf_counter()
+        sent_at[stamp] = last_image
         pub.publish(m.raw)
         report.frames_sent += 1
         if spin_until(lambda: stamp in answered, frame_timeout_s):

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from ..losses import SfmLossConfig
+
 
 @dataclass
 class ModelConfig:
@@ -27,18 +29,11 @@ class ModelConfig:
 
 
 @dataclass
-class LossConfig:
-    """PackNet-SfM objective (packnet-sfm defaults as configured for KITTI)."""
+class LossConfig(SfmLossConfig):
+    """PackNet-SfM objective (:class:`packnet_ros.losses.SfmLossConfig`, packnet-sfm's KITTI
+    defaults) plus the training-only scale alignment step (0 = off; see scale_alignment.py)."""
 
-    ssim_weight: float = 0.85
-    num_scales: int = 4
-    automask: bool = True
-    upsample_depth_maps: bool = True
-    smooth_weight: float = 0.001
-    velocity_weight: float = 0.1
-    padding_mode: str = 'zeros'
-    clip_loss: float = 0.0
-    scale_alignment_step: int = 0  # one-time metric-scale alignment at this step (0 = off); see scale_alignment.py
+    scale_alignment_step: int = 0
 
 
 @dataclass
@@ -97,6 +92,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     output_dir: str = ''
+    ship_path: str = ''  # also write the final weights here (depth fp32, pose fp16): the shipped model
     licence: str = ''
     notes: str = ''
     base_dir: str = '.'  # folder of the config file (relative paths)

@@ -22,7 +22,7 @@ from ..evaluation.metrics import NoValidPixels, compute_depth_metrics
 from ..evaluation.scoring import resize_depth
 from ..evaluation.visualize import colorize_depth
 from ..geometry import pose_vec_to_mat
-from ..losses import SfmLossConfig, sfm_loss
+from ..losses import sfm_loss
 from ..networks import build_depth_net, build_pose_net
 from .config import TrainConfig
 
@@ -64,11 +64,7 @@ class SfmLightningModule(L.LightningModule):
             if ckpt.pose_net is not None:
                 pose.load_state_dict(ckpt.pose_net.state_dict())
         self.model = SfmModel(depth, pose)
-        lc = cfg.loss
-        self.loss_cfg = SfmLossConfig(ssim_weight=lc.ssim_weight, num_scales=lc.num_scales, automask=lc.automask,
-                                      upsample_depth_maps=lc.upsample_depth_maps, smooth_weight=lc.smooth_weight,
-                                      velocity_weight=lc.velocity_weight, padding_mode=lc.padding_mode,
-                                      clip_loss=lc.clip_loss)
+        self.loss_cfg = cfg.loss  # an SfmLossConfig
         self.data_summary = data_summary or {}
         self._val_rows: list = []
         self._val_images: list = []

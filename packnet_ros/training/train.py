@@ -18,7 +18,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from ..checkpoint import save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
 from ..inference import cpu_supports_fast_bf16
 from .config import TrainConfig
 from .module import SfmLightningModule
@@ -160,5 +160,10 @@ def train(cfg: TrainConfig, resume: str | None = None, out_dir: str | None = Non
                                                'licence': cfg.licence},
                                      config={'train': cfg.as_dict()})
         report['model'] = str(model_path)
+        if cfg.ship_path:
+            shipped = save_checkpoint(cfg.resolve(cfg.ship_path), module.model.depth_net, module.spec,
+                                      module.model.pose_net, metadata=load_checkpoint(model_path).metadata,
+                                      config={'train': cfg.as_dict()}, pose_dtype=torch.float16)
+            report['shipped'] = {'path': str(shipped), 'size_mb': round(shipped.stat().st_size / 2 ** 20, 2)}
         (out / 'report.json').write_text(json.dumps(report, indent=2, default=str) + '\n')
     return report

@@ -1,0 +1,71 @@
+"""CPU/GPU fast path: the folded packing layers compute the same function (issue 5).
+
+Equivalence is checked against the fp32 module on the packnet-sfm fidelity fixture: exact
+in float64 (rounding only), within the fixture's tolerance in float32, and within 1 % mean
+relative depth in bf16 (the precision the node uses on CPUs with native bf16).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import FIXTURES, fill_reference_params
+from packnet_ros.inference import cpu_supports_fast_bf16
+from packnet_ros.networks import PackNet01, PackNetSlim01
+from packnet_ros.networks.fast import FoldedPackLayer, fold_pack_layers, prepare_for_inference
+from packnet_ros.networks.flops import conv_flops
+from packnet_ros.networks.layers import PackLayerConv3d
+
+
+@pytest.fixture(scope='module')
+def rgb():
+    return torch.from_numpy(np.load(FIXTURES / 'input_target.npy'))
+
+
+@pytest.mark.parametrize('C,k,d,H,W', [(16, 3, 4, 12, 20), (16, 5, 8, 16, 24), (32, 3, 8, 6, 40), (16, 5, 4, 10, 10)])
+def test_folded_pack_layer_is_exact_in_float64(C, k, d, H, W):
+    torch.manual_seed(C + k + d)
+    layer = PackLayerConv3d(C, k, d=d)
+    for p in layer.parameters():
+        torch.nn.init.normal_(p, std=0.3)  # non-trivial biases exercise the border handling
+    layer = layer.double().eval()
+    folded = FoldedPackLayer(layer)
+    x = torch.randn(2, C, H, W, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), layer(x), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize('name,cls', [('PackNet01', PackNet01), ('PackNetSlim01', PackNetSlim01)])
+def test_folded_network_reproduces_the_fixture(name, cls, rgb):
+    net = cls(version='1A')
+    fill_reference_params(net, name)
+    net.eval()
+    expected = np.load(FIXTURES / f'{name}.expected.npy')
+    with torch.inference_mode():
+        fast32 = prepare_for_inference(net, torch.device('cpu'), torch.float32, 'fast')(rgb).numpy()
+    err = np.abs(fast32 - expected)
+    assert err.max() <= 1e-2 and err.mean() <= 2e-4, (err.max(), err.mean())  # fixture README tolerances
+    assert sum(isinstance(m, FoldedPackLayer) for m in fold_pack_layers(net).modules()) == 5
+
+
+@pytest.mark.skipif(not cpu_supports_fast_bf16(), reason='no native bf16 on this CPU')
+@pytest.mark.parametrize('name,cls', [('PackNet01', PackNet01), ('PackNetSlim01', PackNetSlim01)])
+def test_bf16_fast_path_depth_within_one_percent(name, cls, rgb):
+    net = cls(version='1A')
+    fill_reference_params(net, name)
+    net.eval()
+    with torch.inference_mode():
+        ref = 1.0 / net(rgb)
+        fast = prepare_for_inference(net, torch.device('cpu'), torch.bfloat16, 'fast')
+        out = 1.0 / fast(rgb.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)).float()
+    rel = float(((out - ref).abs() / ref).mean())
+    assert rel <= 0.01, rel
+
+
+def test_fold_executes_fewer_operations():
+    net = PackNet01(version='1A').eval()
+    x = torch.rand(1, 3, 192, 640)
+    nominal, folded = conv_flops(net, x), conv_flops(fold_pack_layers(net), x)
+    assert nominal == pytest.approx(410.3e9, rel=0.01)  # the paper's ~410 GFLOP per 640x192 frame
+    assert folded < 0.6 * nominal
