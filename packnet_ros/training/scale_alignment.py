@@ -11,10 +11,12 @@ the structure has formed, this callback aligns the scale in one go from the odom
 
 * PoseNet: the translation rows of its last convolution (and their biases) are multiplied
   by s, which scales every predicted translation by exactly s;
-* depth network: the inverse-depth heads' biases are shifted so that the median inverse
-  depth becomes inv / s (sigmoid heads: the shift is exact at the median, approximate
-  elsewhere), and the coarser inverse depths that feed the next decoder stage as an input
-  channel get that channel's weights multiplied by s, compensating the change.
+* depth network: a sigmoid head cannot scale every depth by one factor through its bias,
+  so the network is re-fitted to itself: a frozen copy (the teacher) predicts depth D, and
+  the network, started from a bias shift (exact at the median inverse depth, with the
+  coarser inverse depths that feed the next decoder stage compensated), is trained for a
+  few dozen steps to predict s * D at all four scales (L1 on log inverse depth). This
+  keeps the learned structure intact while moving it to metres.
 
 Training then continues with the unchanged objective (photometric + smoothness + velocity
 0.1), which removes the residual within tens of steps. This is an addition to
@@ -24,8 +26,11 @@ from __future__ import annotations
 
 import math
 
+import copy
+
 import lightning as L
 import torch
+from torch.utils.data import DataLoader
 
 
 @torch.no_grad()
@@ -68,17 +73,50 @@ def apply_scale(model, s: float, rgb: torch.Tensor) -> float:
     return delta
 
 
+def distill_scale(model, teacher, batches, s: float, lr: float = 1e-3, autocast_dtype=None) -> float:
+    """Fit ``model.depth_net`` to ``s`` x the frozen ``teacher``'s depth (log inverse depth L1,
+    all scales); one Adam step per batch. Returns the last loss."""
+    net = model.depth_net
+    net.train()
+    teacher.train()
+    opt = torch.optim.Adam(net.parameters(), lr)
+    loss = torch.zeros(())
+    for b in batches:
+        with torch.no_grad():
+            target = [torch.log(t.float().clamp(min=1e-6) / s) for t in teacher(b['rgb'])]
+        ctx = torch.autocast(b['rgb'].device.type, dtype=autocast_dtype) if autocast_dtype else _Null()
+        with ctx:
+            pred = net(b['rgb'])
+        loss = sum((torch.log(p.float().clamp(min=1e-6)) - t).abs().mean() for p, t in zip(pred, target)) / len(pred)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return float(loss.detach())
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 class ScaleAlignment(L.Callback):
     """Lightning callback: align the metric scale once at ``step`` (see module docstring).
 
     Args:
         step: global step at which to align.
         n_batches: training batches used to estimate the scale.
+        distill_steps: self-distillation steps that move the depth network to the new scale.
+        distill_lr: their Adam learning rate.
     """
 
-    def __init__(self, step: int, n_batches: int = 4):
+    def __init__(self, step: int, n_batches: int = 4, distill_steps: int = 60, distill_lr: float = 1e-3):
         self.step = int(step)
         self.n_batches = n_batches
+        self.distill_steps = int(distill_steps)
+        self.distill_lr = float(distill_lr)
         self.done = False
         self.scale: float | None = None
 
@@ -86,20 +124,39 @@ class ScaleAlignment(L.Callback):
         if self.done or trainer.global_step < self.step:
             return
         self.done = True
-        batches = []
-        for b in trainer.train_dataloader:
-            batches.append(pl_module.transfer_batch_to_device(b, pl_module.device, 0))
-            if len(batches) >= self.n_batches:
-                break
-        s = estimate_scale(pl_module.model, batches)
+        loader = trainer.train_dataloader
+        # a separate single-process loader: never disturb the training loop's (persistent) iterator
+        own = DataLoader(loader.dataset, batch_size=loader.batch_size, shuffle=True, num_workers=0, drop_last=True)
+
+        def batches(n):
+            """n batches, streamed (the loader is cycled as needed)."""
+            k = 0
+            while k < n:
+                for b in own:
+                    yield pl_module.transfer_batch_to_device(b, pl_module.device, 0)
+                    k += 1
+                    if k >= n:
+                        return
+
+        model = pl_module.model
+        s = estimate_scale(model, batches(self.n_batches))
         if s is None or not math.isfinite(s) or s <= 0:
             pl_module.print(f'[scale alignment] skipped at step {trainer.global_step}: no sample carries speed')
             return
-        delta = apply_scale(pl_module.model, s, batches[0]['rgb'])
+        teacher = copy.deepcopy(model.depth_net)
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        delta = apply_scale(model, s, next(batches(1))['rgb'])
+        autocast = torch.bfloat16 if 'bf16' in str(trainer.precision) else \
+            (torch.float16 if '16' in str(trainer.precision) else None)
+        loss = distill_scale(model, teacher, batches(self.distill_steps), s, self.distill_lr, autocast) \
+            if self.distill_steps > 0 else float('nan')
         self.scale = s
-        pl_module.scale_alignment = {'step': int(trainer.global_step), 'scale': s, 'logit_shift': delta}
+        pl_module.scale_alignment = {'step': int(trainer.global_step), 'scale': s, 'logit_shift': delta,
+                                     'distill_steps': self.distill_steps, 'distill_loss': loss}
         pl_module.log('train/scale_alignment', s)
-        pl_module.print(f'[scale alignment] step {trainer.global_step}: scale x{s:.3f}, head logit shift {delta:+.3f}')
+        pl_module.print(f'[scale alignment] step {trainer.global_step}: scale x{s:.3f}, head logit shift '
+                        f'{delta:+.3f}, self-distillation {self.distill_steps} steps (final log-L1 {loss:.4f})')
 
     def state_dict(self):
         return {'done': self.done, 'scale': self.scale}
