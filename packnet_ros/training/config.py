@@ -31,9 +31,11 @@ class ModelConfig:
 @dataclass
 class LossConfig(SfmLossConfig):
     """PackNet-SfM objective (:class:`packnet_ros.losses.SfmLossConfig`, packnet-sfm's KITTI
-    defaults) plus the training-only scale alignment step (0 = off; see scale_alignment.py)."""
+    defaults) plus the training-only scale alignment (see scale_alignment.py): the step at
+    which it runs (0 = off) and its self-distillation steps (0 = bias shift only)."""
 
     scale_alignment_step: int = 0
+    scale_alignment_distill_steps: int = 60
 
 
 @dataclass

@@ -110,7 +110,8 @@ def train(cfg: TrainConfig, resume: str | None = None, out_dir: str | None = Non
     callbacks = [ckpt_cb, L.pytorch.callbacks.LearningRateMonitor()]
     alignment = None
     if cfg.loss.scale_alignment_step > 0 and summary['velocity_supervision']:
-        alignment = ScaleAlignment(cfg.loss.scale_alignment_step)
+        alignment = ScaleAlignment(cfg.loss.scale_alignment_step,
+                                   distill_steps=cfg.loss.scale_alignment_distill_steps)
         callbacks.append(alignment)
     logger = L.pytorch.loggers.TensorBoardLogger(str(out), name='tb', version='')
     trainer = L.Trainer(
