@@ -265,7 +265,8 @@ def bench_e2e(checkpoint: str, frames: int, rate_hz: float, node_params: dict | 
 
 def run_benchmark(device: str = 'cpu', quick: bool = False, networks: list[str] | None = None,
                   shapes: list[tuple[int, int]] | None = None, e2e_frames: int | None = None,
-                  fixtures: Path | None = None, data: Path | None = None, log=print) -> dict:
+                  fixtures: Path | None = None, data: Path | None = None, log=print,
+                  e2e_rate_hz: float | None = None) -> dict:
     """Run every section; returns the JSON-serialisable report."""
     dev = torch.device(device)
     if dev.type == 'cuda' and not torch.cuda.is_available():
@@ -311,7 +312,8 @@ def run_benchmark(device: str = 'cpu', quick: bool = False, networks: list[str] 
         params = {} if ckpt == 'default' else {'network': 'PackNetSlim01', 'network_width': 0.25}
         if dev.type == 'cuda':
             params['device'] = device
-        report['e2e'] = bench_e2e(ckpt, n, 10.0 if not quick else 5.0, params, kitti_rgb, K)
+        rate = e2e_rate_hz or (5.0 if quick else 10.0)
+        report['e2e'] = bench_e2e(ckpt, n, rate, params, kitti_rgb, K)
         e = report['e2e']
         if e['latency']:
             log(f'[benchmark] e2e image->cloud at {e["rate_hz"]:.0f} Hz: median {e["latency"]["median_ms"]:.1f} ms, '
@@ -337,7 +339,7 @@ def _cmd_benchmark(args) -> int:
     nets = args.networks.split(',') if args.networks else None
     report = run_benchmark(args.device, args.quick, nets, shapes, args.e2e_frames,
                            Path(args.fixtures) if args.fixtures else None,
-                           Path(args.data) if args.data else None)
+                           Path(args.data) if args.data else None, e2e_rate_hz=args.e2e_rate)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2, default=str) + '\n')
@@ -353,6 +355,7 @@ def register(sub) -> None:
     p.add_argument('--quick', action='store_true', help='small and fast (CI smoke test)')
     p.add_argument('--networks', default=None, help='comma list: PackNet01,PackNetSlim01,default,<ckpt>')
     p.add_argument('--shapes', default=None, help='comma list of WxH (multiples of 32), e.g. 640x192,1280x384')
+    p.add_argument('--e2e-rate', type=float, default=None, help='publish rate of the loopback test, Hz (default 10)')
     p.add_argument('--e2e-frames', type=int, default=None, help='frames for the loopback latency test (0 = skip)')
     p.add_argument('--fixtures', default=None, help='use the packnet_reference fixture parameters for PackNet01/Slim '
                    '(default: packnet-sfm initialisation, seed 0)')

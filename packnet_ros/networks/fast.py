@@ -16,6 +16,12 @@ pack1 (k=5, d=8) and 2.9x for the k=3 layers. The composition is exact only wher
 convolution's OUTPUT; the r border rows and columns are therefore recomputed with the
 original two convolutions on thin strips of the input, which makes the rewrite exact
 everywhere (up to floating-point rounding, verified against the fidelity fixture).
+
+The border strips re-read the original 2D convolution's weights (d*4C input channels: 75 M
+of them in PackNet01's pack5), once per strip. On small maps that costs more than the
+whole original layer (measured at 640x192 in bf16: pack5's strips 320 ms, its original
+layer ~30 ms), so a layer whose packed map has fewer than ``min_area`` pixels runs the
+original two convolutions instead; the choice is made per call from the input size.
 """
 from __future__ import annotations
 
@@ -62,8 +68,9 @@ class FoldedPackLayer(nn.Module):
     Shapes: (B, C, H, W) -> (B, C, H/2, W/2), same function as the original layer.
     """
 
-    def __init__(self, layer: PackLayerConv3d):
+    def __init__(self, layer: PackLayerConv3d, min_area: int = 0):
         super().__init__()
+        self.min_area = int(min_area)
         self.r = layer.r
         conv = layer.conv
         self.k = conv.kernel_size
@@ -80,12 +87,19 @@ class FoldedPackLayer(nn.Module):
         """FLOPs of one forward on a packed input of h x w (composite conv + border strips)."""
         C, n, kk = self.weight.shape[0], self.weight.shape[1], self.k
         r, d = kk // 2, self.conv3d.weight.shape[0]
+        if not self._folded(h, w):
+            return 2 * d * 27 * n * h * w + 2 * d * n * kk * kk * C * h * w
         flops = 2 * C * n * (kk + 2) ** 2 * h * w
         if r and h >= 2 * r + 1 and w >= 2 * r + 1:
             strip_area = 2 * (2 * r + 1) * w + 2 * (2 * r + 1) * h
             flops += 2 * d * 27 * n * strip_area  # conv3d on the strips
             flops += 2 * d * n * kk * kk * C * (2 * r * w + 2 * r * (h - 2 * r))  # conv2d on the strips
         return flops
+
+    def _folded(self, h: int, w: int) -> bool:
+        """Whether a packed h x w input takes the folded path (else the original one)."""
+        r = self.k // 2
+        return h * w >= self.min_area and h >= 2 * r + 1 and w >= 2 * r + 1
 
     def _original(self, x: torch.Tensor) -> torch.Tensor:
         """conv3d of packed channels, flattened feature-major (B, d*4C, h, w)."""
@@ -94,11 +108,12 @@ class FoldedPackLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xp = packing(x, self.r)
         r = self.k // 2
-        z = F.conv2d(xp, self.weight, self.bias, padding=r + 1)
         h, w = xp.shape[-2:]
-        if h < 2 * r + 1 or w < 2 * r + 1:  # too small for strips: original path
+        if not self._folded(h, w):  # small map: the original layer is cheaper than the strips
             z = F.conv2d(self._original(xp), self.conv2d.weight, self.conv2d.bias, padding=r)
-        elif r > 0:
+            return self.activ(self.normalize(z))
+        z = F.conv2d(xp, self.weight, self.bias, padding=r + 1)
+        if r > 0:
             W2, b2 = self.conv2d.weight, self.conv2d.bias
             # rows [0, r): needs conv3d rows [0, 2r) -> packed rows [0, 2r + 1)
             y = self._original(xp[:, :, :2 * r + 1])[:, :, :2 * r]
@@ -119,17 +134,21 @@ class FoldedPackLayer(nn.Module):
         return self.activ(self.normalize(z))
 
 
-def fold_pack_layers(net: nn.Module, min_size: int = 0) -> nn.Module:
+FOLD_MIN_AREA = 1024
+"""Packed maps smaller than this (pixels) run the original layer (see the module docstring)."""
+
+
+def fold_pack_layers(net: nn.Module, min_area: int = FOLD_MIN_AREA) -> nn.Module:
     """Copy of ``net`` with every PackLayerConv3d replaced by a :class:`FoldedPackLayer`.
 
     Args:
         net: a PackNet (any width). Not modified.
-        min_size: unused placeholder for per-layer heuristics (all layers are folded).
+        min_area: packed maps with fewer pixels take the original path (0 = always fold).
     """
     out = copy.deepcopy(net)
     for name, module in list(out.named_children()):
         if isinstance(module, PackLayerConv3d):
-            setattr(out, name, FoldedPackLayer(module))
+            setattr(out, name, FoldedPackLayer(module, min_area))
     return out
 
 
