@@ -190,12 +190,25 @@ def bench_node_overhead(repeats: int, kitti_image: np.ndarray | None) -> dict:
     return out
 
 
+def _rss_mb(pid: int) -> float | None:
+    """Resident set size of process ``pid`` in MiB (Linux /proc), None if unreadable."""
+    try:
+        for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
 def bench_e2e(checkpoint: str, frames: int, rate_hz: float, node_params: dict | None = None,
-              kitti_image: np.ndarray | None = None, K: np.ndarray | None = None) -> dict:
+              kitti_image: np.ndarray | None = None, K: np.ndarray | None = None, rss_every: int = 0) -> dict:
     """Image published -> cloud received over loopback (node in its own process, Fast DDS profile).
 
     Frames are published at ``rate_hz`` (not paced); latency = cloud arrival - publish time;
-    overhead = latency - the node's inference_ms for that frame (from ~/stats).
+    overhead = latency - the node's inference_ms for that frame (from ~/stats). With
+    ``rss_every`` > 0 the node process's RSS (MiB) is sampled every that many frames
+    (``rss_mb``: list of [frame, MiB]).
     """
     from .ros.live import NodeProcess, local_ros_env
     local_ros_env()
@@ -237,7 +250,10 @@ def bench_e2e(checkpoint: str, frames: int, rate_hz: float, node_params: dict | 
                 ex.spin_once(timeout_sec=0.05)
             period = 1.0 / rate_hz
             t_next = time.perf_counter()
+            rss = []
             for i in range(frames):
+                if rss_every and i % rss_every == 0:
+                    rss.append([i, _rss_mb(proc.proc.pid)])
                 stamp = 1_000_000_000 * (i + 1)
                 header = make_header(stamp, 'cam')
                 pub_info.publish(make_camera_info(header, K, rgb.shape[1], rgb.shape[0]))
@@ -250,6 +266,8 @@ def bench_e2e(checkpoint: str, frames: int, rate_hz: float, node_params: dict | 
             end = time.time() + 10
             while time.time() < end and len(cloud_at) < len(sent):
                 ex.spin_once(timeout_sec=0.05)
+            if rss_every:
+                rss.append([frames, _rss_mb(proc.proc.pid)])
         finally:
             ex.shutdown()
             node.destroy_node()
@@ -260,13 +278,43 @@ def bench_e2e(checkpoint: str, frames: int, rate_hz: float, node_params: dict | 
                           'max_ms': max(v)} if v else {})
     return {'rate_hz': rate_hz, 'frames_sent': len(sent), 'frames_received': len(lat),
             'latency': summary(lat), 'latency_minus_network': summary(over),
-            'node': params}
+            'node': params, **({'rss_mb': rss} if rss_every else {})}
+
+
+SOAK_NODE = {'checkpoint': 'untrained', 'network': 'PackNetSlim01', 'network_width': 0.25,
+             'input_height': 96, 'input_width': 320}
+"""The soak's small model: PackNetSlim01 at width 0.25 and 320x96 input (issue 5 allows a small model on CPU)."""
+
+
+def soak(frames: int, rate_hz: float, kitti_image: np.ndarray | None = None, K: np.ndarray | None = None,
+         node_params: dict | None = None) -> dict:
+    """``frames`` images through a node process at ``rate_hz``: dropped frames and RSS growth.
+
+    The camera frame is the KITTI frame at half resolution (621x187, K scaled alike).
+    Growth is measured from the sample after the first 10 % of frames (allocator and caches
+    warm) to the end: ``rss_growth`` = (end - warm) / warm.
+    """
+    if kitti_image is not None and K is not None:
+        import cv2
+        kitti_image = cv2.resize(kitti_image, (kitti_image.shape[1] // 2, kitti_image.shape[0] // 2),
+                                 interpolation=cv2.INTER_AREA)
+        K = np.diag([0.5, 0.5, 1.0]) @ K
+    params = dict(SOAK_NODE, **(node_params or {}))
+    checkpoint = params.pop('checkpoint')
+    every = max(1, frames // 50)
+    r = bench_e2e(checkpoint, frames, rate_hz, params, kitti_image, K, rss_every=every)
+    samples = [v for i, v in r['rss_mb'] if v is not None and i >= frames // 10]
+    r['dropped'] = r['frames_sent'] - r['frames_received']
+    r['rss_warm_mb'], r['rss_end_mb'] = (samples[0], samples[-1]) if samples else (None, None)
+    r['rss_growth'] = (samples[-1] - samples[0]) / samples[0] if samples else None
+    r['node']['checkpoint'] = checkpoint
+    return r
 
 
 def run_benchmark(device: str = 'cpu', quick: bool = False, networks: list[str] | None = None,
                   shapes: list[tuple[int, int]] | None = None, e2e_frames: int | None = None,
                   fixtures: Path | None = None, data: Path | None = None, log=print,
-                  e2e_rate_hz: float | None = None) -> dict:
+                  e2e_rate_hz: float | None = None, soak_frames: int = 0, soak_rate_hz: float = 20.0) -> dict:
     """Run every section; returns the JSON-serialisable report."""
     dev = torch.device(device)
     if dev.type == 'cuda' and not torch.cuda.is_available():
@@ -283,7 +331,8 @@ def run_benchmark(device: str = 'cpu', quick: bool = False, networks: list[str] 
     report['peak'] = {str(dt).replace('torch.', ''): matmul_peak(dev, dt, 1024 if quick else 2048) for dt in dtypes}
     report['peak_gflops'] = report['peak']
     log('[benchmark] matmul peak GFLOP/s: ' + ', '.join(f'{k} {v:.0f}' for k, v in report['peak'].items()))
-    networks = networks or (['PackNetSlim01'] if quick else ['PackNet01', 'PackNetSlim01', 'default'])
+    if networks is None:
+        networks = ['PackNetSlim01'] if quick else ['PackNet01', 'PackNetSlim01', 'default']
     shapes = shapes or ([(192, 640)] if dev.type == 'cpu' else [(192, 640), (384, 1280)])
     if quick:
         shapes = [(96, 320)]
@@ -319,6 +368,12 @@ def run_benchmark(device: str = 'cpu', quick: bool = False, networks: list[str] 
             log(f'[benchmark] e2e image->cloud at {e["rate_hz"]:.0f} Hz: median {e["latency"]["median_ms"]:.1f} ms, '
                 f'minus network {e["latency_minus_network"]["median_ms"]:.1f} ms '
                 f'({e["frames_received"]}/{e["frames_sent"]} frames)')
+    if soak_frames:
+        report['soak'] = soak(soak_frames, soak_rate_hz, kitti_rgb, K)
+        sk = report['soak']
+        log(f'[benchmark] soak: {sk["frames_received"]}/{sk["frames_sent"]} frames at {sk["rate_hz"]:.0f} Hz '
+            f'({sk["dropped"]} dropped), node RSS {sk["rss_warm_mb"]:.0f} -> {sk["rss_end_mb"]:.0f} MiB '
+            f'({100 * sk["rss_growth"]:+.2f} %)')
     report['memory'] = {'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     return report
 
@@ -336,10 +391,11 @@ def _kitti_frame(data: Path | None):
 
 def _cmd_benchmark(args) -> int:
     shapes = [tuple(int(v) for v in s.lower().split('x'))[::-1] for s in args.shapes.split(',')] if args.shapes else None
-    nets = args.networks.split(',') if args.networks else None
+    nets = ([] if args.networks == 'none' else args.networks.split(',')) if args.networks else None
     report = run_benchmark(args.device, args.quick, nets, shapes, args.e2e_frames,
                            Path(args.fixtures) if args.fixtures else None,
-                           Path(args.data) if args.data else None, e2e_rate_hz=args.e2e_rate)
+                           Path(args.data) if args.data else None, e2e_rate_hz=args.e2e_rate,
+                           soak_frames=args.soak, soak_rate_hz=args.soak_rate)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2, default=str) + '\n')
@@ -353,8 +409,10 @@ def register(sub) -> None:
     p.add_argument('--device', default='cpu', help='cpu | cuda | cuda:N')
     p.add_argument('--json', default=None, help='write the report here')
     p.add_argument('--quick', action='store_true', help='small and fast (CI smoke test)')
-    p.add_argument('--networks', default=None, help='comma list: PackNet01,PackNetSlim01,default,<ckpt>')
+    p.add_argument('--networks', default=None, help='comma list: PackNet01,PackNetSlim01,default,<ckpt>, or none')
     p.add_argument('--shapes', default=None, help='comma list of WxH (multiples of 32), e.g. 640x192,1280x384')
+    p.add_argument('--soak', type=int, default=0, help='frames for the soak test (e.g. 10000; 0 = skip)')
+    p.add_argument('--soak-rate', type=float, default=20.0, help='publish rate of the soak test, Hz')
     p.add_argument('--e2e-rate', type=float, default=None, help='publish rate of the loopback test, Hz (default 10)')
     p.add_argument('--e2e-frames', type=int, default=None, help='frames for the loopback latency test (0 = skip)')
     p.add_argument('--fixtures', default=None, help='use the packnet_reference fixture parameters for PackNet01/Slim '

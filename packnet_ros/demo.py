@@ -124,7 +124,7 @@ def run_demo(data: str | Path, out: str | Path, checkpoint: str = 'default', dev
                          for k in ('inference_ms', 'preprocess_ms', 'postprocess_ms', 'latency_ms')}
     doc['e2e_ms'] = {str(k): v for k, v in report.e2e_ms.items()}
     doc['frames'] = {'sent': report.frames_sent, 'answered': report.frames_answered,
-                     'missing': report.missing}
+                     'missing': report.missing, 'resent': report.resent}
     write_json(out / 'metrics.json', doc)
     write_csv(out / 'per_frame.csv', result.per_frame)
     plots = write_plots(result, out)

@@ -453,7 +453,7 @@ def test_live_mode_agrees_with_offline(offline_run, kitti_bag, checkpoints, tmp_
     assert {k: node[k] for k in ('network', 'device', 'precision')} == \
         {'network': 'PackNetSlim01-1A-w0.25', 'device': 'cpu', 'precision': 'fp32'}
     assert node['frames'] == 4 and node['scale_source'] == 'model' and node['inference_ms_median'] > 0
-    assert live['source']['frames'] == {'sent': 4, 'answered': 4}
+    assert live['source']['frames'] == {'sent': 4, 'answered': 4, 'resent': 0}
     assert (tmp_path / 'rec' / 'node.log').is_file()
 
     # the node's recorded output scores the same in recorded mode

@@ -77,8 +77,8 @@ def _send(h, rgb, K, encoding_msg=None, info=True, frame_id=FRAME_ID, info_msg=N
     if info:
         h.pub_info.publish(info_msg(header) if info_msg else make_camera_info(header, K, rgb.shape[1], rgb.shape[0]))
     h.pub_image.publish(img)
-    if not wait:  # image_queue_size is 1 (newest frame wins): pace frames we do not wait for
-        h.spin_until(lambda: False, 0.3)
+    if not wait:  # image_queue_size is 1 (newest frame wins): pace frames we do not wait for,
+        h.spin_until(lambda: False, 1.0)  # longer than the node's per-frame work on a loaded 2-core CI machine
     if wait:
         assert h.spin_until(lambda: h.by_stamp(f'{NODE}/stats', t), timeout), f'no output for stamp {t}'
         h.spin_until(lambda: all(h.by_stamp(f'{NODE}/{o}', t) for o in OUTPUTS), 5)
@@ -185,10 +185,13 @@ def test_bad_inputs_are_dropped_and_the_node_keeps_serving(harness, drive, node)
     for t in sent:
         assert not h.by_stamp(f'{NODE}/depth', t), f'a bad frame {t} produced depth'
     assert h.by_stamp(f'{NODE}/depth', good), 'the good frame after the bad ones got no depth'
-    # drops are counted when a frame is rejected or evicted, which may happen after `good`
-    # was served (the node's callbacks run concurrently): read the count one frame later
-    stats = h.by_stamp(f'{NODE}/stats', _send(h, rgb, drive.K))[0]
-    assert stats.frames_dropped - before >= 6
+    # images held for a camera_info are dropped (and counted) only when newer images evict
+    # them, and the node's callbacks run concurrently: read the count after more good frames
+    for _ in range(6):
+        dropped = h.by_stamp(f'{NODE}/stats', _send(h, rgb, drive.K))[0].frames_dropped - before
+        if dropped >= 9:
+            break
+    assert dropped >= 6, dropped  # 5 bad messages + 4 images never paired (some may be lost in transport)
     assert node.alive()
     log = node.log.read_text()
     for text in ('unsupported encoding', 'expected height*step', 'smaller than a row', 'uncalibrated',

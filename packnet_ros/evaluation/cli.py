@@ -372,7 +372,8 @@ def _run_live(args, sources, topics, bag, settings, extrinsics, several, temp_di
                                 {'live run failed': 1, 'frames_scored': 0}, s.label)
         else:
             s.extra['node'] = _node_stats(report.replay_bags[-1])
-            s.extra['frames'] = {'sent': report.frames_sent, 'answered': report.frames_answered}
+            s.extra['frames'] = {'sent': report.frames_sent, 'answered': report.frames_answered,
+                                  'resent': report.resent}
             if args.replays > 1:
                 s.extra['replays'] = []
                 for k, (rb, rr) in enumerate(zip(report.replay_bags, report.replay_results), start=1):

@@ -125,6 +125,10 @@ class ReplayReport:
         frames_sent: images published.
         frames_answered: images whose ~/stats came back within the timeout.
         missing: stamps (ns) of images with no answer.
+        resent: images published a second time because no answer came within
+            ``resend_after_s`` (sensor-data QoS is best effort: a busy machine can lose a
+            large message on loopback; the image and the latest message of every other
+            input topic are sent again once).
         e2e_ms: {stamp_ns: {topic: ms}} wall time from image publish to each output's arrival.
         counts: messages recorded per topic.
         out_bag: recorded bag path.
@@ -136,6 +140,7 @@ class ReplayReport:
     frames_sent: int = 0
     frames_answered: int = 0
     missing: list = field(default_factory=list)
+    resent: int = 0
     e2e_ms: dict = field(default_factory=dict)
     counts: dict = field(default_factory=dict)
     out_bag: Path | None = None
@@ -284,7 +289,9 @@ def _replay_once(messages, pubs, image_topic, clock_pub, Clock, ts, sim_now, sen
                  frame_timeout_s, report, progress, max_rate_hz: float = 0.0) -> None:
     """One paced pass over the bag's messages (see :func:`replay_into_node`)."""
     period = 1.0 / max_rate_hz if max_rate_hz > 0 else 0.0
+    resend_after_s = min(10.0, frame_timeout_s / 3)
     last_image = -1e9
+    latest = {}  # topic -> raw of the last non-image message published
     for m in messages:
         sim_now[0] = max(sim_now[0], m.log_time_ns)
         pub = pubs.get(m.topic)
@@ -295,6 +302,7 @@ def _replay_once(messages, pubs, image_topic, clock_pub, Clock, ts, sim_now, sen
         clock_pub.publish(clock)
         if m.topic != image_topic:
             pub.publish(m.raw)
+            latest[m.topic] = m.raw
             continue
         header = ts.deserialize_cdr(m.raw, m.msgtype).header
         stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
@@ -304,7 +312,14 @@ def _replay_once(messages, pubs, image_topic, clock_pub, Clock, ts, sim_now, sen
         sent_at[stamp] = last_image
         pub.publish(m.raw)
         report.frames_sent += 1
-        if spin_until(lambda: stamp in answered, frame_timeout_s):
+        ok = spin_until(lambda: stamp in answered, resend_after_s)
+        if not ok:  # lost on the way (best effort) or a slow node: send it once more
+            for topic, raw in latest.items():
+                pubs[topic].publish(raw)
+            pub.publish(m.raw)
+            report.resent += 1
+            ok = spin_until(lambda: stamp in answered, frame_timeout_s - resend_after_s)
+        if ok:
             report.frames_answered += 1
         else:
             report.missing.append(stamp)
