@@ -361,7 +361,7 @@ def run_benchmark(device: str = 'cpu', quick: bool = False, networks: list[str] 
         params = {} if ckpt == 'default' else {'network': 'PackNetSlim01', 'network_width': 0.25}
         if dev.type == 'cuda':
             params['device'] = device
-        rate = e2e_rate_hz or (5.0 if quick else 10.0)
+        rate = e2e_rate_hz or (2.0 if quick else 10.0)
         report['e2e'] = bench_e2e(ckpt, n, rate, params, kitti_rgb, K)
         e = report['e2e']
         if e['latency']:
