@@ -17,6 +17,7 @@ Adapted weights can be saved as a project checkpoint and reset to the starting w
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import random
@@ -202,7 +203,8 @@ class OnlineAdapter:
         expected = torch.tensor([[_driven(t[0], t[1]), _driven(t[1], t[2])] for t in batch],
                                 dtype=torch.float32, device=self.device)
         self.optimizer.zero_grad(set_to_none=True)
-        ctx = torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype else _Null()
+        ctx = torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype \
+            else contextlib.nullcontext()
         with ctx:
             inv = self.depth(cur)
             vec = self.pose(cur, [prev, nxt])
@@ -289,11 +291,3 @@ def _driven(a: _Frame, b: _Frame) -> float:
 def _median(values) -> float:
     v = sorted(values)
     return v[len(v) // 2]
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

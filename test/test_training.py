@@ -125,3 +125,16 @@ def test_shipped_training_configs_load():
         assert cfg.model.image_shape == shape
         for spec in cfg.data.train:
             assert cfg.resolve(spec['path']).exists(), spec['path']
+
+
+@pytest.mark.slow
+def test_scale_alignment_with_self_distillation_runs_in_training(tmp_path):
+    """The callback path used by the overfit config: align at step 2, distil for 3 steps
+    under the trainer's mixed-precision context, record it in the report and checkpoint."""
+    torch.manual_seed(0)
+    cfg = _config(tmp_path, **{'loss.scale_alignment_step': 2, 'loss.scale_alignment_distill_steps': 3})
+    report = train(cfg, out_dir=str(tmp_path / 'run'), progress=False)
+    info = report['scale_alignment']
+    assert info['step'] == 2 and info['distill_steps'] == 3
+    assert info['scale'] > 0 and np.isfinite(info['distill_loss'])
+    assert load_checkpoint(tmp_path / 'run' / 'model.ckpt').metadata['scale_alignment']['distill_steps'] == 3

@@ -90,7 +90,7 @@ class FoldedPackLayer(nn.Module):
         if not self._folded(h, w):
             return 2 * d * 27 * n * h * w + 2 * d * n * kk * kk * C * h * w
         flops = 2 * C * n * (kk + 2) ** 2 * h * w
-        if r and h >= 2 * r + 1 and w >= 2 * r + 1:
+        if r:  # _folded() guarantees room for the strips
             strip_area = 2 * (2 * r + 1) * w + 2 * (2 * r + 1) * h
             flops += 2 * d * 27 * n * strip_area  # conv3d on the strips
             flops += 2 * d * n * kk * kk * C * (2 * r * w + 2 * r * (h - 2 * r))  # conv2d on the strips

@@ -24,9 +24,9 @@ packnet-sfm's procedure, enabled per config (``loss.scale_alignment_step``).
 """
 from __future__ import annotations
 
-import math
-
+import contextlib
 import copy
+import math
 
 import lightning as L
 import torch
@@ -73,9 +73,11 @@ def apply_scale(model, s: float, rgb: torch.Tensor) -> float:
     return delta
 
 
-def distill_scale(model, teacher, batches, s: float, lr: float = 1e-3, autocast_dtype=None) -> float:
+def distill_scale(model, teacher, batches, s: float, lr: float = 1e-3,
+                  forward_context=contextlib.nullcontext) -> float:
     """Fit ``model.depth_net`` to ``s`` x the frozen ``teacher``'s depth (log inverse depth L1,
-    all scales); one Adam step per batch. Returns the last loss."""
+    all scales); one Adam step per batch. ``forward_context()`` wraps the student's forward
+    (the trainer's mixed-precision context). Returns the last loss."""
     net = model.depth_net
     net.train()
     teacher.train()
@@ -84,22 +86,13 @@ def distill_scale(model, teacher, batches, s: float, lr: float = 1e-3, autocast_
     for b in batches:
         with torch.no_grad():
             target = [torch.log(t.float().clamp(min=1e-6) / s) for t in teacher(b['rgb'])]
-        ctx = torch.autocast(b['rgb'].device.type, dtype=autocast_dtype) if autocast_dtype else _Null()
-        with ctx:
+        with forward_context():
             pred = net(b['rgb'])
         loss = sum((torch.log(p.float().clamp(min=1e-6)) - t).abs().mean() for p, t in zip(pred, target)) / len(pred)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     return float(loss.detach())
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 class ScaleAlignment(L.Callback):
@@ -147,9 +140,8 @@ class ScaleAlignment(L.Callback):
         for p in teacher.parameters():
             p.requires_grad_(False)
         delta = apply_scale(model, s, next(batches(1))['rgb'])
-        autocast = torch.bfloat16 if 'bf16' in str(trainer.precision) else \
-            (torch.float16 if '16' in str(trainer.precision) else None)
-        loss = distill_scale(model, teacher, batches(self.distill_steps), s, self.distill_lr, autocast) \
+        loss = distill_scale(model, teacher, batches(self.distill_steps), s, self.distill_lr,
+                             trainer.precision_plugin.forward_context) \
             if self.distill_steps > 0 else float('nan')
         self.scale = s
         pl_module.scale_alignment = {'step': int(trainer.global_step), 'scale': s, 'logit_shift': delta,
