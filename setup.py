@@ -23,7 +23,7 @@ setup(
         ('share/' + PACKAGE + '/config', glob('config/*')),
     ],
     python_requires='>=3.10',
-    install_requires=['numpy', 'opencv-python-headless', 'torch', 'PyYAML', 'rosbags'],
+    install_requires=['numpy', 'opencv-python-headless', 'torch', 'PyYAML', 'rosbags', 'mcap'],
     extras_require={
         'test': ['pytest'],
         'train': ['lightning', 'tensorboard'],
@@ -32,7 +32,7 @@ setup(
     entry_points={
         'console_scripts': [
             'packnet_node = packnet_ros.ros.packnet_node:main',
-            'packnet-ros = packnet_ros.cli:main',
+            'packnet-ros = packnet_ros.apps.cli:main',
         ],
     },
 )

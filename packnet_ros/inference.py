@@ -19,21 +19,14 @@ import torch
 from torch.nn import functional as F
 
 from .checkpoint import Checkpoint, ModelSpec, load_checkpoint
-from .geometry import scale_intrinsics
+from .geometry import inv_to_depth, scale_intrinsics
+from .machine import cpu_supports_fast_bf16
 from .imageproc import resize_rgb, rgb_to_tensor
 from .networks import build_depth_net
 from .networks.fast import BACKENDS, prepare_for_inference
 
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 _DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
-
-
-def cpu_supports_fast_bf16() -> bool:
-    """True when oneDNN runs bf16 natively on this CPU (AVX512-BF16 / AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def resolve_device(device: str = 'auto') -> torch.device:
@@ -208,20 +201,24 @@ class DepthEstimator:
         already running keep the module they started with."""
         self.net = net
 
-    def to_depth(self, inv: torch.Tensor, scale: float = 1.0,
-                 output_size: tuple[int, int] | None = None) -> np.ndarray:
+    def to_depth(self, inv: torch.Tensor, scale: float = 1.0, output_size: tuple[int, int] | None = None,
+                 max_depth: float | None = None, min_depth: float | None = None) -> np.ndarray:
         """Inverse depth (1, 1, h, w) -> depth (H, W) float32 metres with REP 117 marking.
 
         Resizing to ``output_size`` interpolates inverse depth bilinearly
         (align_corners=True, as the packnet-sfm evaluation does) before inverting.
+        ``max_depth`` / ``min_depth`` (metres) override the estimator's for this call:
+        deeper becomes +Inf, shallower -Inf (0 disables), non-finite NaN.
         """
+        max_depth = self.max_depth if max_depth is None else float(max_depth)
+        min_depth = self.min_depth if min_depth is None else float(min_depth)
         if output_size is not None and tuple(output_size) != tuple(inv.shape[-2:]):
             inv = F.interpolate(inv, size=tuple(output_size), mode='bilinear', align_corners=True)
-        depth = scale / inv.clamp(min=1e-6)
+        depth = inv_to_depth(inv, scale)
         depth = torch.where(torch.isfinite(depth), depth, torch.full_like(depth, float('nan')))
-        depth = torch.where(depth > self.max_depth, torch.full_like(depth, float('inf')), depth)
-        if self.min_depth > 0:
-            depth = torch.where(depth < self.min_depth, torch.full_like(depth, float('-inf')), depth)
+        depth = torch.where(depth > max_depth, torch.full_like(depth, float('inf')), depth)
+        if min_depth > 0:
+            depth = torch.where(depth < min_depth, torch.full_like(depth, float('-inf')), depth)
         return depth[0, 0].cpu().numpy()
 
     def run(self, rgb: np.ndarray, K: np.ndarray | None = None, flip_pp: bool = False) -> 'Prediction':

@@ -92,8 +92,27 @@ class OnlineProcessor:
             self.estimator.swap_network(pending[0])
             self.weights_version = pending[1]
 
+    def configure(self, scale: ScaleSettings, max_steps_per_frame: float | None = None,
+                  spike_factor: float | None = None) -> None:
+        """Apply runtime settings from the next frame on: the fixed scale, the odometry
+        estimator's window and rejection thresholds, and the adapter's step budget and
+        rollback threshold (None = unchanged). The scale source itself cannot change.
+
+        Raises:
+            ValueError: a different scale source, or values the estimator rejects.
+        """
+        if scale.source != self.settings.source:
+            raise ValueError(f'scale source {self.settings.source!r} cannot change at runtime')
+        self.scale.configure(window=scale.window, min_speed=scale.min_speed_mps,
+                             max_odom_gap_s=scale.max_odom_gap_s, max_frame_dt_s=scale.max_frame_gap_s,
+                             outlier_k=scale.outlier_k)
+        if self.adapter is not None:
+            self.adapter.configure(max_steps_per_frame=max_steps_per_frame, spike_factor=spike_factor)
+        self.settings = scale
+
     def scale_for_frame(self, stamp_ns: int, x: torch.Tensor, K_net: np.ndarray | None,
-                        speeds: SpeedTrack) -> tuple[float, ScaleStatus | None]:
+                        speeds: SpeedTrack, settings: ScaleSettings | None = None
+                        ) -> tuple[float, ScaleStatus | None]:
         """Scale factor for the frame just inferred (and feed the adapter).
 
         Args:
@@ -101,15 +120,17 @@ class OnlineProcessor:
             x: its network input (1, 3, h, w) on the device.
             K_net: intrinsics at the network resolution (for adaptation).
             speeds: odometry speed track.
+            settings: this frame's scale settings (default: the configured ones).
 
         Returns:
             (scale, odometry status or None when the source is not odometry).
         """
+        settings = settings or self.settings
         if self.adapter is not None and K_net is not None:
-            self.adapter.add_frame(stamp_ns, x, K_net, speeds.speed_at(stamp_ns, int(self.settings.max_odom_gap_s * 1e9)))
-        if self.settings.source == 'fixed':
-            return float(self.settings.fixed_scale), None
-        if self.settings.source == 'model':
+            self.adapter.add_frame(stamp_ns, x, K_net, speeds.speed_at(stamp_ns, int(settings.max_odom_gap_s * 1e9)))
+        if settings.source == 'fixed':
+            return float(settings.fixed_scale), None
+        if settings.source == 'model':
             return 1.0, None
         restarted = bool(self._frames) and stamp_ns <= self._frames[-1][0]
         if restarted:  # time ran backwards (bag loop, clock reset): start a new frame chain

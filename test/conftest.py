@@ -25,7 +25,7 @@ KITTI_DRIVE = KITTI_TINY / '2011_09_26' / '2011_09_26_drive_0023_sync'
 FIXTURES = SHARED / 'fixtures' / 'packnet_reference'
 
 
-from packnet_ros.networks.reference import fill_reference_params, reference_rows  # noqa: E402,F401
+from reference_params import fill_reference_params, reference_rows  # noqa: E402,F401
 
 
 @pytest.fixture(scope='session')

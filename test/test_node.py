@@ -19,8 +19,9 @@ from packnet_ros.msg import DepthStats
 from packnet_ros.pointcloud import cloud_msg_to_arrays, depth_to_xyz
 from packnet_ros.ros.conversions import (depth_msg_to_meters, make_camera_info, make_header,
                                          rgb_to_image_msg)
-from packnet_ros.ros.live import NodeProcess
-from ros_helpers import RosHarness, stamp_ns
+from packnet_ros.ros.harness import NodeProcess
+from packnet_ros.msgdata import header_ns as stamp_ns
+from packnet_ros.ros.harness import RosHarness
 
 pytestmark = pytest.mark.slow
 
@@ -210,7 +211,7 @@ def test_model_parameters_are_rejected_at_runtime_with_a_reason(harness, drive):
     future = client.call_async(req)
     assert h.spin_until(future.done, 10)
     results = future.result().results
-    assert not results[0].successful and 'restart' in results[0].reason
+    assert not results[0].successful and 'read-only' in results[0].reason  # descriptor read_only: restart to change
     assert results[1].successful
     assert not results[2].successful and 'cloud_fields' in results[2].reason
     # max_depth_m = 30 applies to the next frame: everything beyond is +Inf (REP 117)

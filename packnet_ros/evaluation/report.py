@@ -9,6 +9,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..jsonio import write_json
 from .metrics import format_bins_table, format_table
 from .scoring import EvalResult
 from .visualize import colorize_depth, error_map, panel, save_png
@@ -35,26 +36,6 @@ def counts_text(result: EvalResult) -> str:
         if k != 'frames_scored':
             lines.append(f'  skipped/issue: {k}: {v}')
     return '\n'.join(lines)
-
-
-def write_json(path: str | Path, doc: Mapping) -> Path:
-    """Write a JSON document (NaN/Inf become null)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_finite(doc), indent=2, sort_keys=False) + '\n')
-    return path
-
-
-def _finite(obj):
-    if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def write_csv(path: str | Path, rows: Sequence[Mapping]) -> Path:

@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..pipeline import DepthPipeline, FrameInput
 from .report import sample_panel
 from .scoring import EvalResult, EvalSettings, Evaluator
 from .sources import Issues, StampIndex, depth_frames, image_frames, kitti_frames
@@ -68,16 +69,17 @@ def load_ground_truth(bag: str | Path, topics: BagTopics, issues: Issues, settin
     return StampIndex(depth_frames(bag, topics.depth_gt, issues))
 
 
-def evaluate_offline(estimator, bag: str | Path, topics: BagTopics | None = None,
+def evaluate_offline(pipeline: DepthPipeline, bag: str | Path, topics: BagTopics | None = None,
                      settings: EvalSettings | None = None, label: str = '',
                      samples: SampleWriter | None = None, gt_bag: str | Path | None = None,
                      lidar_extrinsics: np.ndarray | None = None,
                      progress: Callable[[int], None] | None = None) -> EvalResult:
-    """Run ``estimator`` (a :class:`packnet_ros.inference.DepthEstimator`) over the bag's
-    images and score against its ground truth (or ``gt_bag``'s)."""
+    """Run the per-frame pipeline (what ``packnet_node`` runs; build it with
+    ``output_resolution='network'``, ``cloud=False`` and ``flip_pp=settings.flip_pp``) over the
+    bag's images and score against its ground truth (or ``gt_bag``'s)."""
     topics = topics or BagTopics()
     settings = settings or EvalSettings()
-    ev = Evaluator(settings, label or estimator.label)
+    ev = Evaluator(settings, label or pipeline.estimator.label)
     issues = Issues()
     frames = sorted(image_frames(bag, topics.image, topics.camera_info, issues), key=lambda f: f.stamp_ns)
     if not frames and not issues.counts:
@@ -87,7 +89,7 @@ def evaluate_offline(estimator, bag: str | Path, topics: BagTopics | None = None
                                  frames[0].K if frames else None, lidar_extrinsics)
     tol = int(settings.stamp_tolerance_s * 1e9)
     for n, f in enumerate(frames):
-        result = estimator.predict(f.rgb, f.K, output='network', flip_pp=settings.flip_pp)
+        result = pipeline.process(FrameInput(f.rgb, f.K, f.stamp_ns), cloud=False)
         gt = gt_index.find(f.stamp_ns, tol)
         ev.add(f.stamp_ns, result.depth, None if gt is None else gt.depth)
         if samples:
@@ -137,13 +139,14 @@ def evaluate_recorded(pred_bag: str | Path, pred_topic: str, gt_bag: str | Path,
     return ev.result()
 
 
-def evaluate_kitti(estimator, drive, settings: EvalSettings | None = None, frames=None, label: str = '',
-                   samples: SampleWriter | None = None) -> EvalResult:
-    """Offline evaluation on a KITTI raw drive folder (:class:`packnet_ros.data.KittiDrive`)."""
+def evaluate_kitti(pipeline: DepthPipeline, drive, settings: EvalSettings | None = None, frames=None,
+                   label: str = '', samples: SampleWriter | None = None) -> EvalResult:
+    """Offline evaluation of the per-frame pipeline (as :func:`evaluate_offline`) on a KITTI
+    raw drive folder (:class:`packnet_ros.io.kitti.KittiDrive`)."""
     settings = settings or EvalSettings()
-    ev = Evaluator(settings, label or estimator.label)
+    ev = Evaluator(settings, label or pipeline.estimator.label)
     for img, gt in kitti_frames(drive, frames):
-        result = estimator.predict(img.rgb, img.K, output='network', flip_pp=settings.flip_pp)
+        result = pipeline.process(FrameInput(img.rgb, img.K, img.stamp_ns), cloud=False)
         ev.add(img.stamp_ns, result.depth, None if gt is None else gt.depth)
         if samples:
             samples(img.rgb, result.depth, None if gt is None else gt.depth, f'{img.stamp_ns}')

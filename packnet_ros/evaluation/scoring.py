@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..jsonio import json_safe
 from .metrics import METRIC_NAMES, NoValidPixels, aggregate, compute_depth_metrics
 
 MODES = ('metric', 'median')
@@ -88,19 +89,7 @@ class EvalResult:
         doc['settings'] = self.settings.as_dict()
         doc['counts'] = dict(self.counts)
         doc['label'] = self.label
-        return _json_safe(doc)
-
-
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return None if not math.isfinite(float(obj)) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
+        return json_safe(doc)
 
 
 class Evaluator:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from ..geometry import view_synthesis
+from ..geometry import inv_to_depth, view_synthesis
 from .photometric import float32_region, min_reprojection, photometric_error
 from .smoothness import edge_aware_smoothness
 from .velocity import velocity_loss
@@ -173,8 +173,10 @@ def sfm_loss(target: torch.Tensor, contexts: list[torch.Tensor], inv_depths: lis
             tgt_i = _resize(target, (h, w))
             ctx_i = [_resize(c, (h, w)) for c in contexts]
             K_i = K if (h, w) == (H, W) else _scale_intrinsics_half_pixel(K, w / float(W))
-            depth = 1.0 / inv.clamp(min=1e-6)
-            warped_errors, identity_errors, all_errors = [], [], []
+            depth = inv_to_depth(inv)
+            warped_errors: list[torch.Tensor] = []
+            identity_errors: list[torch.Tensor] = []
+            all_errors: list[torch.Tensor] = []
             for ctx, T in zip(ctx_i, poses):
                 warped = view_synthesis(ctx, depth, K_i, T, padding_mode=cfg.padding_mode)
                 err = _clip(photometric_error(warped, tgt_i, cfg.ssim_weight), cfg.clip_loss)

@@ -12,15 +12,12 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from ..geometry import intrinsics_from_camera_info
-from ..imageproc import decode_image, depth_image_to_meters, depth_to_buffer, to_rgb8
+from ..imageproc import ImageFormatError, depth_to_buffer
+from ..msgdata import decode_image_msg, depth_msg_to_meters, image_msg_to_rgb, stamp_to_ns
+from ..pipeline import FrameInput, FrameOutput
 
 _POINTFIELD_TYPES = {np.dtype('<f4'): PointField.FLOAT32, np.dtype('<f8'): PointField.FLOAT64,
                      np.dtype('<u4'): PointField.UINT32, np.dtype('uint8'): PointField.UINT8}
-
-
-def stamp_to_ns(stamp) -> int:
-    """builtin_interfaces/Time -> integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def make_header(stamp_ns: int, frame_id: str) -> Header:
@@ -28,29 +25,6 @@ def make_header(stamp_ns: int, frame_id: str) -> Header:
     h = Header(frame_id=frame_id)
     h.stamp.sec, h.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
     return h
-
-
-def decode_image_msg(msg) -> np.ndarray:
-    """Decode any supported ``sensor_msgs/Image`` (rclpy or rosbags) to a numpy array.
-
-    Raises:
-        packnet_ros.imageproc.ImageFormatError: unsupported encoding or malformed buffer.
-    """
-    return decode_image(msg.height, msg.width, msg.encoding, msg.step, msg.data, bool(msg.is_bigendian))
-
-
-def image_msg_to_rgb(msg) -> np.ndarray:
-    """Camera image message (rgb8, bgr8, rgba8, bgra8, mono8) -> (H, W, 3) uint8 RGB.
-
-    Raises:
-        packnet_ros.imageproc.ImageFormatError: other encodings or a malformed buffer.
-    """
-    return to_rgb8(decode_image_msg(msg), msg.encoding)
-
-
-def depth_msg_to_meters(msg) -> np.ndarray:
-    """Depth image message (32FC1 metres or 16UC1 millimetres) -> (H, W) float32 metres, NaN invalid."""
-    return depth_image_to_meters(decode_image_msg(msg), msg.encoding)
 
 
 def rgb_to_image_msg(rgb: np.ndarray, header: Header) -> Image:
@@ -122,3 +96,56 @@ def cloud_to_msg(cloud: np.ndarray, header: Header) -> PointCloud2:
     return PointCloud2(header=header, height=H, width=W, fields=fields, is_bigendian=False,
                        point_step=cloud.dtype.itemsize, row_step=cloud.dtype.itemsize * W,
                        data=np.ascontiguousarray(cloud).tobytes(), is_dense=False)
+
+
+class FrameInputError(ValueError):
+    """A camera frame whose messages cannot be used.
+
+    Attributes:
+        kind: short key for throttled warnings ("bad_image_<kind>", "bad_camera_info",
+            "size_mismatch").
+    """
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def frame_from_msgs(image: Image, info: CameraInfo) -> FrameInput:
+    """An image and its CameraInfo -> :class:`packnet_ros.pipeline.FrameInput` (what the node
+    hands to the pipeline).
+
+    Raises:
+        FrameInputError: undecodable image, uncalibrated CameraInfo, or a CameraInfo for
+            another image size.
+    """
+    try:
+        rgb = image_msg_to_rgb(image)
+    except ImageFormatError as exc:
+        raise FrameInputError(f'bad image: {exc}', f'bad_image_{exc.kind}') from None
+    try:
+        K = camera_info_to_K(info)
+    except ValueError as exc:
+        raise FrameInputError(f'bad camera_info: {exc}', 'bad_camera_info') from None
+    H, W = rgb.shape[:2]
+    if info.width and info.height and (info.width, info.height) != (W, H):
+        raise FrameInputError(f'camera_info is for {info.width}x{info.height} but the image is {W}x{H}',
+                              'size_mismatch')
+    return FrameInput(rgb, K, stamp_to_ns(image.header.stamp))
+
+
+def output_msgs(out: FrameOutput, header: Header, info: CameraInfo, info_wanted: bool = True
+                ) -> tuple[Image, CameraInfo | None, PointCloud2 | None]:
+    """Messages the node publishes for one frame: 32FC1 depth, the CameraInfo of its
+    resolution (when ``info_wanted``) and the organized cloud (when the pipeline built one).
+    Every message carries the input image's ``header`` (stamp and optical frame)."""
+    h, w = out.depth.shape
+    depth_msg = depth_to_image_msg(out.depth, header)
+    info_msg = resized_camera_info(info, header, w, h) if info_wanted else None
+    cloud_msg = cloud_to_msg(out.cloud, header) if out.cloud is not None else None
+    return depth_msg, info_msg, cloud_msg
+
+
+__all__ = ['FrameInputError', 'camera_info_to_K', 'cloud_to_msg', 'decode_image_msg', 'depth_msg_to_meters',
+           'depth_to_image_msg', 'frame_from_msgs', 'image_msg_to_rgb', 'make_camera_info', 'make_header',
+           'output_msgs', 'resized_camera_info', 'rgb_to_image_msg', 'stamp_to_ns']

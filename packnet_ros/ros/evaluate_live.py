@@ -1,9 +1,9 @@
 """Live evaluation: replay a recording into a running ``packnet_node``, record, score.
 
 Used by ``packnet-ros evaluate --mode live`` and ``packnet-ros demo``. The node runs as
-its own process on sim time (:class:`packnet_ros.ros.live.NodeProcess`, loopback only,
+its own process on sim time (:class:`packnet_ros.ros.harness.NodeProcess`, loopback only,
 its own ROS domain); the recording is replayed frame by frame on ``/clock``
-(:func:`packnet_ros.ros.live.replay_into_node`) and everything the node publishes is
+(:func:`packnet_ros.ros.replay.replay_into_node`) and everything the node publishes is
 recorded into ``<out_dir>/bags/packnet_output``; that bag's depth topic is then scored
 against the recording's ground truth with the one scoring path of the offline and
 recorded modes (:func:`packnet_ros.evaluation.runner.evaluate_recorded`).
@@ -18,19 +18,17 @@ import numpy as np
 from ..evaluation.runner import BagTopics, SampleWriter, evaluate_recorded
 from ..evaluation.scoring import EvalResult, EvalSettings
 from ..paths import config_file
-from .live import NodeProcess, ReplayReport, local_ros_env, replay_into_node
+from .harness import NodeProcess, local_ros_env
+from .replay import ReplayReport, replay_into_node
 
 NOT_ANSWERED = 'frames the node did not answer within the frame timeout'
 
 
 def node_params_for(checkpoint: str, device: str = 'auto', precision: str = 'auto',
-                    network: str = 'PackNet01', network_width: float = 1.0,
                     max_depth_m: float | None = None) -> dict:
-    """``packnet_node`` parameters for a checkpoint choice ("untrained" or a path; resolve
-    "default" first, see :func:`packnet_ros.demo.describe_weights`)."""
+    """``packnet_node`` parameters for a weights choice (:mod:`packnet_ros.weights` syntax;
+    :attr:`packnet_ros.weights.WeightsChoice.node_value` of a parsed one)."""
     params = {'checkpoint': str(checkpoint), 'device': device, 'precision': precision, 'lazy': True}
-    if str(checkpoint) in ('', 'untrained'):
-        params.update(network=network, network_width=float(network_width))
     if max_depth_m is not None:
         params['max_depth_m'] = float(max_depth_m)
     return params

@@ -21,7 +21,7 @@ from ..checkpoint import FORMAT, ModelSpec, load_checkpoint
 from ..evaluation.metrics import NoValidPixels, compute_depth_metrics
 from ..evaluation.scoring import resize_depth
 from ..evaluation.visualize import colorize_depth
-from ..geometry import pose_vec_to_mat
+from ..geometry import inv_to_depth, pose_vec_to_mat
 from ..losses import sfm_loss
 from ..networks import build_depth_net, build_pose_net
 from .config import TrainConfig
@@ -116,7 +116,7 @@ class SfmLightningModule(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         inv = self.model.depth_net(batch['rgb'])
         inv = inv[0] if isinstance(inv, (list, tuple)) else inv
-        depth = (1.0 / inv.float().clamp(min=1e-6)).cpu().numpy()
+        depth = inv_to_depth(inv.float()).cpu().numpy()
         gts = batch['depth'].float().cpu().numpy()
         for b in range(depth.shape[0]):
             gt = gts[b, 0]

@@ -29,11 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import default_bin_edges
-from .report import (bins_text, compare_table, counts_text, modes_table, write_csv, write_json,
+from ..evaluation.metrics import default_bin_edges
+from ..evaluation.report import (bins_text, compare_table, counts_text, modes_table, write_csv, write_json,
                      write_plots)
-from .runner import BagTopics, SampleWriter
-from .scoring import EvalResult, EvalSettings
+from ..evaluation.runner import BagTopics, SampleWriter
+from ..evaluation.scoring import EvalResult, EvalSettings
+from ..pipeline import DepthPipeline, PipelineSettings, pipeline_from_weights
+from ..weights import WeightsChoice, WeightsError, parse_weights, resolve_weights
+from .args import parse_key_values
 
 MODES = ('offline', 'recorded', 'live')
 DEFAULT_PRED_TOPIC = '/packnet_node/depth'
@@ -108,7 +111,7 @@ def register(sub) -> None:
 
 # ----------------------------------------------------------------------------- helpers
 def _user_error(text: str) -> Exception:
-    from ..cli import UserError
+    from .cli import UserError
     return UserError(text)
 
 
@@ -117,11 +120,15 @@ class Source:
     """One prediction source: a checkpoint (offline/live) or a depth topic (recorded)."""
 
     label: str
-    weights: str = ''           # checkpoint path or "untrained"
+    weights: WeightsChoice | None = None
     description: str = ''
     topic: str = ''
-    untrained_fallback: bool = False
     extra: dict = field(default_factory=dict)
+
+    @property
+    def untrained_fallback(self) -> bool:
+        """"default" was asked for but no default model is installed."""
+        return self.weights is not None and self.weights.fallback
 
 
 def _settings(args) -> EvalSettings:
@@ -155,23 +162,20 @@ def _unique(labels: list[str]) -> list[str]:
 
 
 def _checkpoint_sources(args) -> list[Source]:
-    from ..checkpoint import ModelSpec
-    from ..demo import describe_weights
-    choices = args.checkpoint or ['default']
     sources = []
-    for choice in choices:
-        if choice not in ('default', 'untrained', '') and not Path(choice).expanduser().is_file():
-            raise _user_error(f'--checkpoint {choice}: no such file (use a .ckpt path, "default" or "untrained")')
-        weights, description = describe_weights(choice)
-        if weights == 'untrained':
-            spec = ModelSpec(depth_net=args.network, width=args.network_width)
-            label = f'untrained {spec.label}'
-            description = f'{description}; network {spec.label}'
+    for text in args.checkpoint or ['default']:
+        try:
+            choice = parse_weights(text, args.network, args.network_width)
+        except WeightsError as exc:
+            raise _user_error(f'--checkpoint: {exc}') from None
+        if choice.path is not None:
+            description = (f'default checkpoint {choice.path.name}' if choice.kind == 'default'
+                           else f'checkpoint {choice.path}')
+        elif choice.fallback:
+            description = (f'UNTRAINED weights: no default checkpoint is installed; network {choice.spec.label}')
         else:
-            weights = str(Path(weights).expanduser())
-            label = Path(weights).name
-        sources.append(Source(label, weights, description,
-                              untrained_fallback=(choice in ('default', '') and weights == 'untrained')))
+            description = f'UNTRAINED weights (requested); network {choice.spec.label}'
+        sources.append(Source(choice.label, choice, description))
     for s, label in zip(sources, _unique([s.label for s in sources])):
         s.label = label
     return sources
@@ -185,7 +189,7 @@ def _topic_sources(args) -> list[Source]:
 
 def _check_topics(bag: Path, needed: dict[str, str]) -> dict[str, str]:
     """Raise a user error naming the bag's topics when one of ``needed`` ({topic: role}) is absent."""
-    from ..bagio import bag_topics_any
+    from ..io.bag import bag_topics_any
     try:
         available = bag_topics_any(bag)
     except FileNotFoundError:
@@ -212,13 +216,14 @@ def _samples(args, source: Source, several: bool) -> SampleWriter | None:
     return SampleWriter(out, every=args.samples_every)
 
 
-def _estimator(source: Source, args, settings: EvalSettings):
-    from ..checkpoint import ModelSpec
-    from ..inference import DepthEstimator
-    kw = dict(device=args.device, precision=args.precision, max_depth=settings.max_depth)
-    if source.weights == 'untrained':
-        return DepthEstimator.untrained(ModelSpec(depth_net=args.network, width=args.network_width), **kw)
-    return DepthEstimator.from_checkpoint(source.weights, **kw)
+def _pipeline(source: Source, args, settings: EvalSettings) -> DepthPipeline:
+    """The node's per-frame pipeline for offline scoring: depth at the network resolution
+    (the scorer resizes), no cloud, flip post-processing as the protocol says."""
+    resolved = resolve_weights(source.weights.text, with_pose=False, network=args.network,
+                               width=args.network_width)
+    frame_settings = PipelineSettings(max_depth_m=settings.max_depth, output_resolution='network', cloud=False,
+                                      flip_pp=settings.flip_pp)
+    return pipeline_from_weights(resolved.checkpoint, frame_settings, device=args.device, precision=args.precision)
 
 
 def _say(text: str) -> None:
@@ -239,7 +244,7 @@ def run(args) -> int:
         raise _user_error('--extrinsics needs --gt-cloud-topic (LiDAR ground truth)')
     extrinsics = None
     if args.extrinsics:
-        from .lidar import load_extrinsics
+        from ..evaluation.lidar import load_extrinsics
         extrinsics = load_extrinsics(args.extrinsics)
 
     topics = BagTopics(image=args.image_topic, camera_info=args.camera_info_topic, depth_gt=args.gt_depth_topic,
@@ -250,8 +255,7 @@ def run(args) -> int:
     drive = None
     try:
         if args.kitti:
-            from ..data import KittiDrive
-            from ..demo import find_kitti_drive
+            from ..io.kitti import KittiDrive, find_kitti_drive
             drive = KittiDrive(find_kitti_drive(args.kitti))
             topics = BagTopics()  # the topics write_kitti_bag writes
             if extrinsics is not None or args.gt_cloud_topic:
@@ -310,25 +314,26 @@ def run(args) -> int:
         if args.mode == 'offline':
             for s in sources:
                 _say(f'{s.label}: {s.description}')
-                est = _estimator(s, args, settings)
+                pipeline = _pipeline(s, args, settings)
+                est = pipeline.estimator
                 _say(f'{s.label}: {est.label} on {est.device} ({est.precision}), input '
                      f'{est.input_shape[1]}x{est.input_shape[0]}')
                 s.extra['estimator'] = {'network': est.label, 'device': str(est.device),
                                         'precision': est.precision,
                                         'input_shape': [int(v) for v in est.input_shape]}
                 if drive is not None:
-                    from .runner import evaluate_kitti
-                    results[s.label] = evaluate_kitti(est, drive, settings, label=s.label,
+                    from ..evaluation.runner import evaluate_kitti
+                    results[s.label] = evaluate_kitti(pipeline, drive, settings, label=s.label,
                                                       samples=_samples(args, s, several))
                 else:
-                    from .runner import evaluate_offline
+                    from ..evaluation.runner import evaluate_offline
                     results[s.label] = evaluate_offline(
-                        est, gt_bag, topics, settings, label=s.label, samples=_samples(args, s, several),
+                        pipeline, gt_bag, topics, settings, label=s.label, samples=_samples(args, s, several),
                         lidar_extrinsics=extrinsics,
                         progress=lambda n: (n + 1) % 50 == 0 and _say(f'  {n + 1} frames'))
-                del est
+                del est, pipeline
         elif args.mode == 'recorded':
-            from .runner import evaluate_recorded
+            from ..evaluation.runner import evaluate_recorded
             for s in sources:
                 results[s.label] = evaluate_recorded(pred_bag, s.topic, gt_bag, topics, settings, label=s.label,
                                                      samples=_samples(args, s, several),
@@ -353,9 +358,8 @@ def _run_live(args, sources, topics, bag, settings, extrinsics, several, temp_di
     results = {}
     for s in sources:
         out = base / _slug(s.label) if several else base
-        params = node_params_for(s.weights, args.device, args.precision, args.network, args.network_width,
-                                 settings.max_depth)
-        params.update(_node_param_overrides(args.node_param))
+        params = node_params_for(s.weights.node_value, args.device, args.precision, settings.max_depth)
+        params.update(parse_key_values(args.node_param, '--node-param'))
         _say(f'{s.label}: {s.description}')
         try:
             result, report = run_live(bag, topics, params, out, settings, label=s.label,
@@ -392,23 +396,11 @@ def _run_live(args, sources, topics, bag, settings, extrinsics, several, temp_di
     return results
 
 
-def _node_param_overrides(items) -> dict:
-    """``--node-param NAME=VALUE`` list -> {name: YAML-typed value}."""
-    import yaml
-    out = {}
-    for item in items or []:
-        if '=' not in item:
-            raise ValueError(f'--node-param expects NAME=VALUE, got {item!r}')
-        k, v = item.split('=', 1)
-        out[k.strip()] = yaml.safe_load(v)
-    return out
-
-
 def _node_stats(out_bag: Path) -> dict:
     """What the node reported on ~/stats in a recorded bag: network, device, precision,
     median latencies, the final metric-scale and adaptation state (empty when none came)."""
     import statistics
-    from .sources import Issues, read_messages_safely
+    from ..evaluation.sources import Issues, read_messages_safely
     stats = [m.msg for m in read_messages_safely(out_bag, ['/packnet_node/stats'], Issues())]
     if not stats:
         return {}
@@ -460,7 +452,7 @@ def _report(args, sources: list[Source], results: dict[str, EvalResult], setting
         s = by_label[label]
         doc['settings'].update(run_settings)
         doc['source'] = ({'depth_topic': s.topic} if s.topic else
-                         {'checkpoint': s.weights, 'weights': s.description,
+                         {'checkpoint': s.weights.node_value if s.weights else '', 'weights': s.description,
                           'untrained_fallback': s.untrained_fallback})
         doc['source'].update(s.extra)
         return doc

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import ModelSpec, default_checkpoint_path, load_checkpoint
-from .networks import build_depth_net
-from .networks.fast import prepare_for_inference
+from ..checkpoint import ModelSpec
+from ..weights import resolve_weights
+from ..networks.fast import prepare_for_inference
+from .args import parse_size
 
 VERIFY_RTOL = 1e-3
 
@@ -29,17 +30,14 @@ class ExportError(RuntimeError):
 
 
 def load_for_export(checkpoint: str) -> tuple[torch.nn.Module, ModelSpec, str]:
-    """(depth network, spec, description) for "default", "untrained[:Name:width]" or a path."""
-    if checkpoint.startswith('untrained'):
-        parts = checkpoint.split(':')
-        spec = ModelSpec(parts[1] if len(parts) > 1 else 'PackNet01', width=float(parts[2]) if len(parts) > 2 else 1.0)
-        torch.manual_seed(0)
-        return build_depth_net(spec.depth_net, spec.version, spec.width).eval(), spec, 'untrained'
-    path = default_checkpoint_path() if checkpoint == 'default' else Path(checkpoint)
-    if path is None:
-        raise FileNotFoundError('no default checkpoint is installed; give --checkpoint PATH')
-    ckpt = load_checkpoint(path, with_pose=False)
-    return ckpt.depth_net.eval(), ckpt.spec, str(path)
+    """(depth network, spec, description) for a weights choice (:mod:`packnet_ros.weights`).
+
+    Raises:
+        packnet_ros.weights.WeightsError: no such weights.
+    """
+    resolved = resolve_weights(checkpoint, with_pose=False)
+    ckpt = resolved.checkpoint
+    return ckpt.depth_net.eval(), ckpt.spec, resolved.description
 
 
 def relative_error(out: np.ndarray, ref: np.ndarray) -> float:
@@ -110,13 +108,7 @@ def _plain_layout(model: torch.nn.Module) -> torch.nn.Module:
 
 def _cmd_export(args) -> int:
     net, spec, source = load_for_export(args.checkpoint)
-    if args.shape:
-        w, h = (int(v) for v in args.shape.lower().split('x'))
-        shape = (h, w)
-    else:
-        shape = tuple(spec.image_shape)
-    if shape[0] % 32 or shape[1] % 32:
-        raise ValueError(f'--shape {shape[1]}x{shape[0]} must be multiples of 32')
+    shape = parse_size(args.shape, '--shape', 32) if args.shape else tuple(spec.image_shape)
     out = args.out or f'{spec.label}_{shape[1]}x{shape[0]}.{"onnx" if args.format == "onnx" else "pt"}'
     if args.format == 'onnx':
         report = export_onnx(net, shape, out, args.opset, args.backend, args.dynamo)

@@ -15,42 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import default_checkpoint_path, load_checkpoint
-from .evaluation.report import (bins_text, counts_text, modes_table, write_csv, write_json,
+from ..evaluation.report import (bins_text, counts_text, modes_table, write_csv, write_json,
                                 write_plots)
-from .evaluation.runner import BagTopics, SampleWriter
-from .evaluation.scoring import EvalSettings
-from .evaluation.visualize import birds_eye, save_png
-from .pointcloud import cloud_msg_to_arrays, depth_to_xyz
-
-
-def find_kitti_drive(path: str | Path) -> Path:
-    """A KITTI raw drive folder (``*_sync`` with image_02) given it or a folder above it.
-
-    Raises:
-        FileNotFoundError: none found.
-    """
-    path = Path(path)
-    if (path / 'image_02').is_dir():
-        return path
-    found = sorted(p.parent for p in path.glob('**/image_02') if p.parent.name.endswith('_sync'))
-    if not found:
-        raise FileNotFoundError(f'no KITTI raw drive (a *_sync folder with image_02/) under {path}')
-    return found[0]
-
-
-def describe_weights(checkpoint: str) -> tuple[str, str]:
-    """(node parameter value, human description) for the demo's ``--checkpoint`` choice."""
-    if checkpoint in ('', 'default'):
-        path = default_checkpoint_path()
-        if path is None:
-            return 'untrained', ('UNTRAINED weights: no default checkpoint is installed yet, so the depth '
-                                 'below is what a random PackNet predicts (a pipeline check, not a result)')
-        meta = load_checkpoint(path, with_pose=False).metadata
-        return str(path), f'default checkpoint {path.name} ({meta.get("network", "?")}, {meta.get("summary", "")})'
-    if checkpoint == 'untrained':
-        return 'untrained', 'UNTRAINED weights (requested)'
-    return checkpoint, f'checkpoint {checkpoint}'
+from ..evaluation.runner import BagTopics, SampleWriter
+from ..evaluation.scoring import EvalSettings
+from ..evaluation.visualize import birds_eye, save_png
+from ..msgdata import header_ns
+from ..pointcloud import cloud_msg_to_arrays, depth_to_xyz
+from ..weights import resolve_weights
 
 
 def _latency_rows(stats: list, e2e: dict) -> str:
@@ -71,10 +43,10 @@ def _latency_rows(stats: list, e2e: dict) -> str:
 def run_demo(data: str | Path, out: str | Path, checkpoint: str = 'default', device: str = 'auto',
              precision: str = 'auto', domain_id: int | None = None, frame_timeout_s: float = 120.0) -> int:
     """Run the demo; returns a process exit code (0 = all frames answered and scored)."""
-    from .data import KittiDrive
-    from .ros.bag import write_kitti_bag
-    from .ros.evaluate_live import node_params_for, run_live
-    from .ros.live import local_ros_env
+    from ..io.kitti import KittiDrive, find_kitti_drive
+    from ..ros.bag import write_kitti_bag
+    from ..ros.evaluate_live import node_params_for, run_live
+    from ..ros.harness import local_ros_env
 
     t0 = time.time()
     out = Path(out)
@@ -90,12 +62,13 @@ def run_demo(data: str | Path, out: str | Path, checkpoint: str = 'default', dev
     for frame, reason in summary.skipped:
         print(f'[demo]   frame {frame}: {reason}')
 
-    ckpt_param, weights = describe_weights(checkpoint)
+    resolved = resolve_weights(checkpoint, with_pose=False)
+    weights = resolved.description
     print(f'[demo] weights: {weights}')
     topics = BagTopics()
     settings = EvalSettings()
     samples = SampleWriter(out / 'frames')
-    params = node_params_for(ckpt_param, device, precision)
+    params = node_params_for(resolved.choice.node_value, device, precision)
     result, report = run_live(in_bag, topics, params, out, settings, label='packnet_node', samples=samples,
                               domain_id=domain_id, frame_timeout_s=frame_timeout_s,
                               say=lambda text: print(f'[demo] {text}', flush=True),
@@ -139,19 +112,19 @@ def run_demo(data: str | Path, out: str | Path, checkpoint: str = 'default', dev
 
 
 def _read_stats(bag: Path) -> list:
-    from .bagio import iter_messages
+    from ..io.bag import iter_messages
     return [m.msg for m in iter_messages(bag, ['/packnet_node/stats'])]
 
 
 def _write_birds_eye(out_bag: Path, drive, path: Path) -> None:
     """Bird's-eye view of the middle frame's predicted cloud with that frame's LiDAR on top."""
-    from .bagio import iter_messages
+    from ..io.bag import iter_messages
     clouds = list(iter_messages(out_bag, ['/packnet_node/points']))
     if not clouds:
         return
     m = clouds[len(clouds) // 2].msg
     points, colours = cloud_msg_to_arrays(m)
-    stamp = int(m.header.stamp.sec) * 1_000_000_000 + int(m.header.stamp.nanosec)
+    stamp = header_ns(m)
     lidar = None
     for i in drive.frames:
         if drive.timestamp_ns(i) == stamp and drive.has_gt(i):

@@ -2,8 +2,7 @@
 
 ``../shared/fixtures/packnet_reference/<Network>.params.json`` lists every state_dict
 entry with a formula ``flat[i] = offset + scale * sin(a * i + b)`` (float64, cast to
-float32, reshaped C-order). Used by the fidelity tests and by the benchmark (realistic,
-reproducible weights for networks that have no trained checkpoint here).
+float32, reshaped C-order). Used by the fidelity, checkpoint and fast-path tests.
 """
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..paths import SOURCE_ROOT
+from packnet_ros.paths import SOURCE_ROOT
 
 DEFAULT_FIXTURES = SOURCE_ROOT.parent / 'shared' / 'fixtures' / 'packnet_reference'
 

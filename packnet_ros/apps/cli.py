@@ -24,9 +24,8 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_bag(args) -> int:
-    from .data import KittiDrive
-    from .demo import find_kitti_drive
-    from .ros.bag import write_kitti_bag
+    from ..io.kitti import KittiDrive, find_kitti_drive
+    from ..ros.bag import write_kitti_bag
     drive = KittiDrive(find_kitti_drive(args.kitti), camera=args.camera)
     summary = write_kitti_bag(drive, args.out, storage=args.storage, overwrite=args.overwrite)
     print(f'wrote {summary.path} ({args.storage}) from {drive.path}:')
@@ -67,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _verb_registrars():
     """Verbs living in their own modules (imported lazily so one broken verb breaks no other)."""
     regs = []
-    for mod, fn in (('packnet_ros.evaluation.cli', 'register'), ('packnet_ros.training.cli', 'register'),
-                    ('packnet_ros.benchmark', 'register'), ('packnet_ros.export', 'register')):
+    for mod, fn in (('packnet_ros.apps.evaluate', 'register'), ('packnet_ros.apps.train', 'register'),
+                    ('packnet_ros.apps.benchmark', 'register'), ('packnet_ros.apps.export', 'register')):
         try:
             module = __import__(mod, fromlist=[fn])
         except ModuleNotFoundError as exc:
@@ -83,8 +82,8 @@ def main(argv=None) -> int:
     """Entry point of the ``packnet-ros`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .checkpoint import CheckpointError
-    from .data.kitti import KittiFormatError
+    from ..checkpoint import CheckpointError
+    from ..io.kitti import KittiFormatError
     try:
         return int(args.func(args) or 0)
     except (UserError, CheckpointError, KittiFormatError, FileNotFoundError, FileExistsError, ValueError) as exc:

@@ -1,23 +1,13 @@
 """``packnet-ros train --config config/train_*.yaml``."""
 from __future__ import annotations
 
-import yaml
-
-
-def _parse_set(items):
-    out = {}
-    for item in items or []:
-        if '=' not in item:
-            raise ValueError(f'--set expects key=value (dotted key), got {item!r}')
-        k, v = item.split('=', 1)
-        out[k] = yaml.safe_load(v)
-    return out
+from .args import parse_key_values
 
 
 def _cmd_train(args) -> int:
-    from .config import load_config
-    from .train import train
-    overrides = _parse_set(args.set)
+    from ..training.config import load_config
+    from ..training.train import train
+    overrides = parse_key_values(args.set, '--set')
     if args.max_epochs is not None:
         overrides['trainer.max_epochs'] = args.max_epochs
     if args.seed is not None:

@@ -1,0 +1,96 @@
+"""packnet_node's parameters with a real rclpy node in this process (its own context).
+
+Checked: invalid start-up values stop the node with a message naming the parameter and what
+it allows (in process and as ``packnet_node`` exiting non-zero); a runtime request is
+validated as a whole (one bad value: nothing applied); read-only parameters are refused;
+every parameter that is accepted at runtime reaches the per-frame pipeline (the odometry
+estimator's window included).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import rclpy
+from rclpy.parameter import Parameter
+
+from packnet_ros.node_config import PARAMETERS
+from packnet_ros.ros.packnet_node import PackNetNode, ParameterError
+
+SMALL = [Parameter('checkpoint', value='untrained:PackNetSlim01:0.25'), Parameter('input_height', value=64),
+         Parameter('input_width', value=224), Parameter('device', value='cpu'), Parameter('precision', value='fp32')]
+
+
+@pytest.fixture
+def context():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.shutdown(context=ctx)
+
+
+@pytest.fixture
+def node(context):
+    n = PackNetNode(context=context, parameter_overrides=SMALL + [Parameter('scale_source', value='odometry')])
+    yield n
+    n.pipeline.stop()
+    n.destroy_node()
+
+
+def test_invalid_start_up_value_names_the_parameter_and_its_choices(context):
+    with pytest.raises(ParameterError, match=r"output_resolution: 'foo' is not one of network, camera"):
+        PackNetNode(context=context, parameter_overrides=SMALL + [Parameter('output_resolution', value='foo')])
+    with pytest.raises(ParameterError, match='min_depth_m'):
+        PackNetNode(context=context, parameter_overrides=SMALL + [Parameter('min_depth_m', value=90.0)])
+
+
+def test_packnet_node_exits_non_zero_on_a_bad_parameter():
+    p = subprocess.run([sys.executable, '-m', 'packnet_ros.ros.packnet_node', '--ros-args',
+                        '-p', 'output_resolution:=foo', '-p', 'checkpoint:=untrained:PackNetSlim01:0.25'],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1, p.stdout + p.stderr
+    line = [ln for ln in p.stdout.splitlines() if 'cannot start' in ln]
+    assert len(line) == 1 and "output_resolution: 'foo' is not one of network, camera" in line[0], p.stdout
+
+
+def test_a_request_with_one_bad_value_changes_nothing(node):
+    before = node.pipeline.settings
+    result = node.set_parameters_atomically([Parameter('max_depth_m', value=30.0),
+                                             Parameter('fixed_scale', value=2.0),
+                                             Parameter('cloud_decimation', value=0)])
+    assert not result.successful and 'cloud_decimation' in result.reason
+    assert node.get_parameter('max_depth_m').value == 80.0 and node.get_parameter('fixed_scale').value == 1.0
+    assert node.pipeline.settings is before and node.estimator.max_depth == 80.0
+    bad_pair = node.set_parameters_atomically([Parameter('min_depth_m', value=50.0),
+                                               Parameter('max_depth_m', value=40.0)])
+    assert not bad_pair.successful and 'min_depth_m' in bad_pair.reason
+    assert node.pipeline.settings is before
+
+
+def test_read_only_parameters_are_refused(node):
+    for name, value in (('checkpoint', 'x.ckpt'), ('scale_source', 'model'), ('image_queue_size', 3)):
+        result = node.set_parameters_atomically([Parameter(name, value=value)])
+        assert not result.successful and 'read-only' in result.reason, name
+
+
+def test_every_runtime_parameter_reaches_the_pipeline(node):
+    new = {'max_depth_m': 40.0, 'min_depth_m': 1.5, 'output_resolution': 'camera', 'publish_cloud': False,
+           'cloud_fields': 'xyz', 'cloud_decimation': 3, 'fixed_scale': 2.0, 'scale.window': 7,
+           'scale.min_speed_mps': 0.5, 'scale.max_odom_gap_s': 0.3, 'scale.max_frame_gap_s': 0.7,
+           'scale.outlier_k': 2.5, 'adaptation.max_steps_per_frame': 1.0, 'adaptation.spike_factor': 4.0,
+           'adaptation.save_path': '/tmp/adapted.ckpt', 'lazy': False}
+    runtime = {p.name for p in PARAMETERS if not p.read_only}
+    assert set(new) == runtime  # this test covers every runtime parameter of the table
+    result = node.set_parameters_atomically([Parameter(k, value=v) for k, v in new.items()])
+    assert result.successful, result.reason
+    s = node.pipeline.settings
+    assert (s.max_depth_m, s.min_depth_m, s.output_resolution, s.cloud, s.cloud_fields, s.cloud_decimation) == \
+        (40.0, 1.5, 'camera', False, 'xyz', 3)
+    assert (s.scale.fixed_scale, s.scale.window, s.scale.min_speed_mps, s.scale.max_odom_gap_s,
+            s.scale.max_frame_gap_s, s.scale.outlier_k) == (2.0, 7, 0.5, 0.3, 0.7, 2.5)
+    assert (s.adaptation_max_steps_per_frame, s.adaptation_spike_factor) == (1.0, 4.0)
+    est = node.pipeline.online.scale  # the odometry estimator itself, used by the next frame
+    assert (est.window, est.min_speed, est.outlier_k) == (7, 0.5, 2.5)
+    assert est.max_odom_gap_ns == 300_000_000 and est.max_frame_dt_ns == 700_000_000
+    assert node._p('adaptation.save_path') == '/tmp/adapted.ckpt' and node._p('lazy') is False
