@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import math
 import os
 import random
 import threading
@@ -144,6 +146,32 @@ class OnlineAdapter:
             if self.cfg.max_steps_per_frame > 0:
                 self._budget = min(self._budget + self.cfg.max_steps_per_frame, 4 * self.cfg.max_steps_per_frame)
         self._wake.set()
+
+    def configure(self, *, max_steps_per_frame: float | None = None, spike_factor: float | None = None) -> None:
+        """Change the runtime settings (None = unchanged); thread-safe, the worker's next
+        step and the next :meth:`add_frame` use them.
+
+        Args:
+            max_steps_per_frame: gradient steps allowed per received frame (>= 0; 0 = no
+                limit). The unused budget is capped at 4x the new value at once, so a lower
+                rate also applies to steps already earned.
+            spike_factor: a loss above this x the median of recent good losses rolls back (> 1).
+
+        Raises:
+            ValueError: a value out of range; nothing is changed then.
+        """
+        if max_steps_per_frame is not None and not (math.isfinite(max_steps_per_frame) and max_steps_per_frame >= 0):
+            raise ValueError(f'max_steps_per_frame must be >= 0, got {max_steps_per_frame!r}')
+        if spike_factor is not None and not (math.isfinite(spike_factor) and spike_factor > 1):
+            raise ValueError(f'spike_factor must be > 1, got {spike_factor!r}')
+        changes = {k: float(v) for k, v in (('max_steps_per_frame', max_steps_per_frame),
+                                            ('spike_factor', spike_factor)) if v is not None}
+        with self._lock:  # add_frame / _can_step / the budget read cfg under this lock
+            # a new config object replaces the old one in one assignment: a step reading
+            # self.cfg sees the old or the new values, never a mix
+            self.cfg = dataclasses.replace(self.cfg, **changes)
+            if self.cfg.max_steps_per_frame > 0:
+                self._budget = min(self._budget, 4 * self.cfg.max_steps_per_frame)
 
     # -- worker ----------------------------------------------------------------------
     def start(self) -> None:

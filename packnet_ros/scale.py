@@ -19,6 +19,7 @@ status says why.
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from dataclasses import dataclass
 
@@ -60,26 +61,78 @@ class OdometryScaleEstimator:
         initial_scale: value reported until the first accepted sample.
     """
 
+    _logs: deque  # log s of the accepted samples in the window, oldest first
+    _last_t1: int | None  # later stamp of the last accepted pair (frame chain)
+    status: ScaleStatus
+
     def __init__(self, window: int = 50, min_speed: float = 1.0, max_odom_gap_s: float = 0.2,
                  max_frame_dt_s: float = 0.5, outlier_k: float = 3.5, min_spread: float = 0.05,
                  min_samples_for_outliers: int = 5, initial_scale: float = 1.0):
-        if window < 1 or min_speed < 0 or max_odom_gap_s <= 0 or max_frame_dt_s <= 0:
-            raise ValueError('window >= 1, min_speed >= 0, max_odom_gap_s > 0, max_frame_dt_s > 0 required')
-        self.window = window
-        self.min_speed = min_speed
+        _check_settings(window, min_speed, max_odom_gap_s, max_frame_dt_s, outlier_k)
+        self._lock = threading.RLock()  # configure() may run on another thread than add_sample()
+        self.window = int(window)
+        self.min_speed = float(min_speed)
         self.max_odom_gap_ns = int(max_odom_gap_s * 1e9)
         self.max_frame_dt_ns = int(max_frame_dt_s * 1e9)
-        self.outlier_k = outlier_k
+        self.outlier_k = float(outlier_k)
         self.min_spread = math.log1p(min_spread)
         self.min_samples_for_outliers = min_samples_for_outliers
         self.initial_scale = initial_scale
         self.reset()
 
+    def configure(self, *, window: int | None = None, min_speed: float | None = None,
+                  max_odom_gap_s: float | None = None, max_frame_dt_s: float | None = None,
+                  outlier_k: float | None = None) -> ScaleStatus:
+        """Change settings at runtime (None = unchanged); the next sample uses them.
+
+        Shrinking ``window`` keeps the newest accepted samples (up to the new window), and
+        the estimate becomes their median at once; growing it keeps every sample. The
+        frame chain (the last accepted stamp) is kept. Thread-safe against
+        :meth:`add_sample` on another thread.
+
+        Args:
+            window: accepted samples kept (>= 1).
+            min_speed: m/s; slower samples count as stationary (>= 0).
+            max_odom_gap_s: s; odometry must exist within this time of both frames (> 0).
+            max_frame_dt_s: s; longer frame intervals are rejected (> 0).
+            outlier_k: rejection threshold in robust standard deviations of log s (> 0).
+
+        Returns:
+            The status after the change (``updated`` False; scale, samples and spread of the
+            kept window).
+
+        Raises:
+            ValueError: a value out of range; nothing is changed then.
+        """
+        with self._lock:
+            new = dict(window=self.window if window is None else window,
+                       min_speed=self.min_speed if min_speed is None else min_speed,
+                       max_odom_gap_s=self.max_odom_gap_ns / 1e9 if max_odom_gap_s is None else max_odom_gap_s,
+                       max_frame_dt_s=self.max_frame_dt_ns / 1e9 if max_frame_dt_s is None else max_frame_dt_s,
+                       outlier_k=self.outlier_k if outlier_k is None else outlier_k)
+            _check_settings(**new)
+            if max_odom_gap_s is not None:
+                self.max_odom_gap_ns = int(max_odom_gap_s * 1e9)
+            if max_frame_dt_s is not None:
+                self.max_frame_dt_ns = int(max_frame_dt_s * 1e9)
+            self.min_speed = float(new['min_speed'])
+            self.outlier_k = float(new['outlier_k'])
+            if int(new['window']) != self.window:
+                self.window = int(new['window'])
+                self._logs = deque(self._logs, maxlen=self.window)  # keeps the newest (right) end
+                s = self.status
+                if self._logs:
+                    spread = _robust_std(self._logs) if len(self._logs) > 1 else 0.0
+                    self.status = ScaleStatus(math.exp(_median(self._logs)), s.valid, False, len(self._logs),
+                                              spread, s.status)
+            return self.status
+
     def reset(self) -> None:
         """Forget every sample (e.g. after a checkpoint or camera change)."""
-        self._logs: deque = deque(maxlen=self.window)
-        self._last_t1: int | None = None
-        self.status = ScaleStatus(self.initial_scale, False, False, 0, 0.0, 'no sample yet')
+        with self._lock:
+            self._logs = deque(maxlen=self.window)
+            self._last_t1 = None
+            self.status = ScaleStatus(self.initial_scale, False, False, 0, 0.0, 'no sample yet')
 
     @property
     def scale(self) -> float:
@@ -88,17 +141,19 @@ class OdometryScaleEstimator:
     def restart(self, reason: str = 'time ran backwards: frame chain restarted') -> ScaleStatus:
         """Keep the accepted samples but accept pairs that are older than the last one
         again (a bag loop, a clock reset); this frame does not update the estimate."""
-        self._last_t1 = None
-        return self._reject(reason)
+        with self._lock:
+            self._last_t1 = None
+            return self._reject(reason)
 
     def hold(self, reason: str) -> ScaleStatus:
         """Keep the estimate unchanged and record why (no sample, or a rejected one)."""
         return self._reject(reason)
 
     def _reject(self, reason: str) -> ScaleStatus:
-        s = self.status
-        self.status = ScaleStatus(s.scale, s.valid, False, s.samples, s.spread, reason)
-        return self.status
+        with self._lock:
+            s = self.status
+            self.status = ScaleStatus(s.scale, s.valid, False, s.samples, s.spread, reason)
+            return self.status
 
     def add_sample(self, t0_ns: int, t1_ns: int, predicted_norm: float, speeds: SpeedTrack) -> ScaleStatus:
         """Offer one frame pair.
@@ -111,6 +166,10 @@ class OdometryScaleEstimator:
         Returns:
             The :class:`ScaleStatus` after this sample (accepted or not).
         """
+        with self._lock:
+            return self._add_sample(t0_ns, t1_ns, predicted_norm, speeds)
+
+    def _add_sample(self, t0_ns: int, t1_ns: int, predicted_norm: float, speeds: SpeedTrack) -> ScaleStatus:
         dt_ns = t1_ns - t0_ns
         if dt_ns <= 0 or (self._last_t1 is not None and t1_ns <= self._last_t1):
             return self._reject('time ran backwards')
@@ -139,6 +198,14 @@ class OdometryScaleEstimator:
         spread = _robust_std(self._logs) if len(self._logs) > 1 else 0.0
         self.status = ScaleStatus(math.exp(_median(self._logs)), True, True, len(self._logs), spread, 'ok')
         return self.status
+
+
+def _check_settings(window, min_speed, max_odom_gap_s, max_frame_dt_s, outlier_k) -> None:
+    if not (window >= 1 and min_speed >= 0 and max_odom_gap_s > 0 and max_frame_dt_s > 0 and outlier_k > 0):
+        raise ValueError(f'window >= 1, min_speed >= 0, max_odom_gap_s > 0, max_frame_dt_s > 0, outlier_k > 0 '
+                         f'required, got window={window!r}, min_speed={min_speed!r}, '
+                         f'max_odom_gap_s={max_odom_gap_s!r}, max_frame_dt_s={max_frame_dt_s!r}, '
+                         f'outlier_k={outlier_k!r}')
 
 
 def _median(values) -> float:

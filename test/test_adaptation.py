@@ -127,3 +127,68 @@ def test_time_reversal_restarts_the_triplet_chain(frames):
     for t in (0, 100, 200, 50, 150, 250):  # a bag loop restarts at 50
         adapter.add_frame(t * 1_000_000, x, np.eye(3), 5.0)
     assert adapter.stats.triplets == 2  # (0,100,200) and (50,150,250); nothing across the jump
+
+
+def _one_triplet_adapter(frames, **cfg):
+    """Adapter holding exactly one triplet: three copies of a real frame (no speed)."""
+    est, ckpt = _estimator()
+    adapter = OnlineAdapter(est.source_net, ckpt.pose_net, est.spec,
+                            AdaptationConfig(lr=1e-3, buffer_size=1, max_steps_per_frame=0, **cfg),
+                            lambda net: net, lambda m, v: None)
+    x, _ = est.preprocess(frames[0][1])
+    K = frames[0][2] * np.array([[SHAPE[1] / 1242], [SHAPE[0] / 375], [1]])
+    for k in range(3):
+        adapter.add_frame(k * 100_000_000, x, K, None)
+    return adapter, K
+
+
+def test_spike_factor_set_at_runtime_decides_whether_a_loss_rolls_back(frames):
+    adapter, K = _one_triplet_adapter(frames)
+    good_loss = adapter.step()  # identical frames: a small loss, the recent median
+    assert np.isfinite(good_loss) and adapter.stats.steps == 1
+    torch.manual_seed(3)
+    for k in range(3, 6):  # the ring buffer (size 1) now holds a triplet of unrelated noise images
+        adapter.add_frame(k * 100_000_000, torch.rand(1, 3, *SHAPE), K, None)
+    good = {k: v.clone() for k, v in adapter.depth.state_dict().items()}
+    adapter.configure(spike_factor=1.5)
+    assert np.isnan(adapter.step())  # the noise loss is a spike: > 1.5 x the median
+    noise_loss = adapter.stats.last_loss
+    assert noise_loss > 1.5 * good_loss and adapter.stats.rollbacks == 1 and 'spike' in adapter.stats.last_error
+    assert all(torch.equal(good[k], v) for k, v in adapter.depth.state_dict().items())
+    # the same loss (same weights, same triplet) under a factor above the ratio is a normal step
+    adapter.configure(spike_factor=2.0 * noise_loss / good_loss)
+    assert adapter.step() == pytest.approx(noise_loss, rel=1e-5)
+    assert adapter.stats.steps == 2 and adapter.stats.rollbacks == 1
+    assert adapter.cfg.spike_factor == pytest.approx(2.0 * noise_loss / good_loss)
+
+
+def test_max_steps_per_frame_set_at_runtime_changes_the_step_budget(frames):
+    est, ckpt = _estimator()
+    adapter = OnlineAdapter(est.source_net, ckpt.pose_net, est.spec, AdaptationConfig(max_steps_per_frame=2.0),
+                            lambda net: net, lambda m, v: None)  # no worker thread: budget only
+    x = torch.rand(1, 3, *SHAPE)
+
+    def frame(k):
+        adapter.add_frame(k * 100_000_000, x, np.eye(3), 5.0)
+
+    for k in range(5):
+        frame(k)
+    assert adapter._budget == 8.0  # 2 per frame, capped at 4 x 2
+    adapter.configure(max_steps_per_frame=0.5)
+    assert adapter._budget == 2.0  # steps already earned are capped at 4 x the new rate
+    adapter._budget = 0.0
+    frame(5)
+    assert adapter._budget == 0.5 and not adapter._can_step()  # < 1 step: the worker waits
+    frame(6)
+    assert adapter._budget == 1.0 and adapter._can_step()
+    adapter.configure(max_steps_per_frame=0)  # unlimited: no budget needed
+    adapter._budget = 0.0
+    assert adapter._can_step()
+    frame(7)
+    assert adapter._budget == 0.0
+    adapter.configure(spike_factor=4.0)  # None leaves the other setting as it is
+    assert adapter.cfg.max_steps_per_frame == 0.0 and adapter.cfg.spike_factor == 4.0
+    for bad in (dict(max_steps_per_frame=-1.0), dict(spike_factor=1.0), dict(spike_factor=float('nan'))):
+        with pytest.raises(ValueError):
+            adapter.configure(**bad)
+    assert adapter.cfg.max_steps_per_frame == 0.0 and adapter.cfg.spike_factor == 4.0

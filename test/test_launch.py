@@ -18,7 +18,9 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from packnet_ros.ros.packnet_node import PARAMETERS
+from packnet_ros.node_config import PARAMETERS as TABLE
+
+PARAMETERS = {p.name: (p.default, p.description) for p in TABLE}
 
 LAUNCH_FILE = ROOT / 'launch' / 'packnet.launch.py'
 

@@ -94,3 +94,11 @@ def test_every_runtime_parameter_reaches_the_pipeline(node):
     assert (est.window, est.min_speed, est.outlier_k) == (7, 0.5, 2.5)
     assert est.max_odom_gap_ns == 300_000_000 and est.max_frame_dt_ns == 700_000_000
     assert node._p('adaptation.save_path') == '/tmp/adapted.ckpt' and node._p('lazy') is False
+
+
+def test_declared_descriptors_follow_the_table(node):
+    for p in PARAMETERS:
+        d = node.describe_parameter(p.name)
+        assert (d.read_only, d.description, d.additional_constraints) == (p.read_only, p.description,
+                                                                          p.constraints()), p.name
+        assert node.get_parameter(p.name).value == p.default or p.name in {s.name for s in SMALL} | {'scale_source'}

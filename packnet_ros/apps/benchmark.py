@@ -165,7 +165,6 @@ def run_benchmark(device: str = 'cpu', quick: bool = False, networks: list[str] 
     dtypes = ([torch.float32, torch.bfloat16] if dev.type == 'cpu' and cpu_supports_fast_bf16() else [torch.float32]) \
         if dev.type == 'cpu' else [torch.float32, torch.float16, torch.bfloat16]
     report['peak'] = {str(dt).replace('torch.', ''): matmul_peak(dev, dt, 1024 if quick else 2048) for dt in dtypes}
-    report['peak_gflops'] = report['peak']
     log('[benchmark] matmul peak GFLOP/s: ' + ', '.join(f'{k} {v:.0f}' for k, v in report['peak'].items()))
     if networks is None:
         networks = (['untrained:PackNetSlim01'] if quick

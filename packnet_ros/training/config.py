@@ -25,7 +25,7 @@ class ModelConfig:
     pose_net: str = 'PoseNet'
     image_shape: list = field(default_factory=lambda: [192, 640])
     max_depth: float = 80.0
-    init_checkpoint: str = ''  # start from these weights (project or packnet-sfm .ckpt)
+    init_checkpoint: str = ''  # start from these weights (packnet_ros.weights syntax: default, a .ckpt path)
 
 
 @dataclass

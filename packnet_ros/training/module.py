@@ -24,6 +24,7 @@ from ..evaluation.visualize import colorize_depth
 from ..geometry import inv_to_depth, pose_vec_to_mat
 from ..losses import sfm_loss
 from ..networks import build_depth_net, build_pose_net
+from ..weights import resolve_weights
 from .config import TrainConfig
 
 
@@ -58,8 +59,11 @@ class SfmLightningModule(L.LightningModule):
         self.spec = model_spec(cfg)
         depth = build_depth_net(self.spec.depth_net, self.spec.version, self.spec.width)
         pose = build_pose_net(cfg.model.pose_net or 'PoseNet', nb_ref_imgs=2)
-        if cfg.model.init_checkpoint:
-            ckpt = load_checkpoint(cfg.resolve(cfg.model.init_checkpoint))
+        if cfg.model.init_checkpoint:  # weights syntax (packnet_ros.weights); paths relative to the config
+            text = cfg.model.init_checkpoint
+            if text != 'default' and not text.startswith('untrained'):
+                text = str(cfg.resolve(text))
+            ckpt = resolve_weights(text, with_pose=True).checkpoint
             depth.load_state_dict(ckpt.depth_net.state_dict())
             if ckpt.pose_net is not None:
                 pose.load_state_dict(ckpt.pose_net.state_dict())
