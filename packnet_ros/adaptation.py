@@ -24,6 +24,7 @@ import math
 import os
 import random
 import threading
+import statistics
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -123,7 +124,6 @@ class OnlineAdapter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._budget = 0.0
-        self._fault = False
         self._rng = random.Random(0)
 
     # -- data ------------------------------------------------------------------------
@@ -208,10 +208,6 @@ class OnlineAdapter:
             budget = self.cfg.max_steps_per_frame <= 0 or self._budget >= 1.0
         return enough and budget
 
-    def inject_fault(self) -> None:
-        """Make the next step's loss NaN (tests the rollback path)."""
-        self._fault = True
-
     def step(self) -> float:
         """One gradient step on a random batch of buffered triplets; returns the loss
         (NaN if it was rejected and rolled back)."""
@@ -240,14 +236,11 @@ class OnlineAdapter:
         exp = None if torch.isnan(expected).all() else expected
         out = sfm_loss(cur, [prev, nxt], inv if isinstance(inv, list) else [inv], poses, K, exp, self.cfg.loss)
         loss = out['loss']
-        if self._fault:
-            self._fault = False
-            loss = loss * float('nan')
         value = float(loss.detach())
-        spike = self._good_losses and value > self.cfg.spike_factor * _median(self._good_losses)
+        spike = self._good_losses and value > self.cfg.spike_factor * statistics.median(self._good_losses)
         if not torch.isfinite(loss) or spike:
             self.stats.last_error = 'non-finite loss' if not torch.isfinite(loss) else \
-                f'loss spike {value:.4f} > {self.cfg.spike_factor} x median {_median(self._good_losses):.4f}'
+                f'loss spike {value:.4f} > {self.cfg.spike_factor} x median {statistics.median(self._good_losses):.4f}'
             self._rollback()
             self.stats.last_loss = value
             return float('nan')
@@ -316,6 +309,3 @@ def _driven(a: _Frame, b: _Frame) -> float:
     return 0.5 * (a.speed + b.speed) * (b.stamp_ns - a.stamp_ns) / 1e9
 
 
-def _median(values) -> float:
-    v = sorted(values)
-    return v[len(v) // 2]

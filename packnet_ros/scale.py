@@ -19,6 +19,7 @@ status says why.
 from __future__ import annotations
 
 import math
+import statistics
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -123,7 +124,7 @@ class OdometryScaleEstimator:
                 s = self.status
                 if self._logs:
                     spread = _robust_std(self._logs) if len(self._logs) > 1 else 0.0
-                    self.status = ScaleStatus(math.exp(_median(self._logs)), s.valid, False, len(self._logs),
+                    self.status = ScaleStatus(math.exp(statistics.median(self._logs)), s.valid, False, len(self._logs),
                                               spread, s.status)
             return self.status
 
@@ -190,13 +191,13 @@ class OdometryScaleEstimator:
         driven = 0.5 * (v0 + v1) * dt_ns / 1e9
         log_s = math.log(driven / predicted_norm)
         if len(self._logs) >= self.min_samples_for_outliers:
-            med, sigma = _median(self._logs), _robust_std(self._logs)
+            med, sigma = statistics.median(self._logs), _robust_std(self._logs)
             if abs(log_s - med) > self.outlier_k * max(sigma, self.min_spread):
                 return self._reject(f'outlier (scale {math.exp(log_s):.3f} vs {math.exp(med):.3f})')
         self._logs.append(log_s)
         self._last_t1 = t1_ns
         spread = _robust_std(self._logs) if len(self._logs) > 1 else 0.0
-        self.status = ScaleStatus(math.exp(_median(self._logs)), True, True, len(self._logs), spread, 'ok')
+        self.status = ScaleStatus(math.exp(statistics.median(self._logs)), True, True, len(self._logs), spread, 'ok')
         return self.status
 
 
@@ -208,12 +209,6 @@ def _check_settings(window, min_speed, max_odom_gap_s, max_frame_dt_s, outlier_k
                          f'outlier_k={outlier_k!r}')
 
 
-def _median(values) -> float:
-    v = sorted(values)
-    n = len(v)
-    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
-
-
 def _robust_std(values) -> float:
-    med = _median(values)
-    return 1.4826 * _median([abs(x - med) for x in values])
+    med = statistics.median(values)
+    return 1.4826 * statistics.median([abs(x - med) for x in values])
