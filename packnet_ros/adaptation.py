@@ -23,8 +23,8 @@ import dataclasses
 import math
 import os
 import random
-import threading
 import statistics
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -164,12 +164,14 @@ class OnlineAdapter:
             raise ValueError(f'max_steps_per_frame must be >= 0, got {max_steps_per_frame!r}')
         if spike_factor is not None and not (math.isfinite(spike_factor) and spike_factor > 1):
             raise ValueError(f'spike_factor must be > 1, got {spike_factor!r}')
-        changes = {k: float(v) for k, v in (('max_steps_per_frame', max_steps_per_frame),
-                                            ('spike_factor', spike_factor)) if v is not None}
         with self._lock:  # add_frame / _can_step / the budget read cfg under this lock
             # a new config object replaces the old one in one assignment: a step reading
             # self.cfg sees the old or the new values, never a mix
-            self.cfg = dataclasses.replace(self.cfg, **changes)
+            self.cfg = dataclasses.replace(
+                self.cfg,
+                max_steps_per_frame=self.cfg.max_steps_per_frame if max_steps_per_frame is None
+                else float(max_steps_per_frame),
+                spike_factor=self.cfg.spike_factor if spike_factor is None else float(spike_factor))
             if self.cfg.max_steps_per_frame > 0:
                 self._budget = min(self._budget, 4 * self.cfg.max_steps_per_frame)
 

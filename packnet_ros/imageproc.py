@@ -52,8 +52,8 @@ def decode_image(height: int, width: int, encoding: str, step: int, data, is_big
         raise ImageFormatError(f'unsupported encoding {encoding!r} (supported: {", ".join(ENCODINGS)})')
     if height <= 0 or width <= 0:
         raise ImageFormatError(f'empty image {width}x{height}', 'empty')
-    dtype, channels = ENCODINGS[encoding]
-    dtype = np.dtype(dtype).newbyteorder('>' if is_bigendian else '<')
+    base, channels = ENCODINGS[encoding]
+    dtype = np.dtype(base).newbyteorder('>' if is_bigendian else '<')
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
         raise ImageFormatError(f'step {step} is smaller than a row of {width} px {encoding} ({row_bytes} bytes)',
@@ -64,8 +64,8 @@ def decode_image(height: int, width: int, encoding: str, step: int, data, is_big
     rows = buf[:height * step].reshape(height, step)
     if step != row_bytes:  # drop the row padding (copies)
         rows = np.ascontiguousarray(rows[:, :row_bytes])
-    arr = rows.view(dtype)
-    arr = arr.reshape(height, width, channels) if channels > 1 else arr.reshape(height, width)
+    flat = rows.view(dtype)
+    arr = flat.reshape(height, width, channels) if channels > 1 else flat.reshape(height, width)
     return arr.astype(arr.dtype.newbyteorder('='), copy=False)
 
 

@@ -20,8 +20,8 @@ from torch.nn import functional as F
 
 from .checkpoint import Checkpoint, ModelSpec, load_checkpoint
 from .geometry import inv_to_depth, scale_intrinsics
-from .machine import cpu_supports_fast_bf16
 from .imageproc import resize_rgb, rgb_to_tensor
+from .machine import cpu_supports_fast_bf16
 from .networks import build_depth_net
 from .networks.fast import BACKENDS, prepare_for_inference
 

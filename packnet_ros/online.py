@@ -138,7 +138,7 @@ class OnlineProcessor:
             self.scale.restart()
         self._frames.append((stamp_ns, x))
         status = self.scale.status
-        if len(self._frames) == 3:
+        if len(self._frames) == 3 and self.pose_net is not None:
             (t0, x0), (t1, x1), (t2, x2) = self._frames
             with torch.inference_mode():
                 vec = self.pose_net(x1.to(self.pose_net_dtype), [x0.to(self.pose_net_dtype), x2.to(self.pose_net_dtype)])

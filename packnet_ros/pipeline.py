@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -44,6 +44,7 @@ from .online import OnlineProcessor, ScaleSettings
 from .pointcloud import decimate, depth_to_xyz, make_cloud_array
 from .scale import ScaleStatus
 
+T = TypeVar('T')
 OUTPUT_RESOLUTIONS = ('network', 'camera')
 CLOUD_FIELDS = ('xyz', 'xyzrgb')
 
@@ -177,6 +178,13 @@ class FrameOutput:
                 'median_m': float(np.median(finite)), 'max_m': float(finite.max())}
 
 
+def _needs(value: T | None, what: str, stage: str) -> T:
+    """``value``, or RuntimeError when an earlier stage that fills it did not run."""
+    if value is None:
+        raise RuntimeError(f'stage {stage!r} needs {what} (a stage before it must fill it)')
+    return value
+
+
 class Stage(Protocol):
     """One step of the per-frame work: reads and fills fields of a :class:`FrameState`."""
 
@@ -209,7 +217,7 @@ class ScaleStage:
         self.speeds = speeds
 
     def __call__(self, frame: FrameState, settings: PipelineSettings) -> None:
-        pred = frame.prediction
+        pred = _needs(frame.prediction, 'the network prediction', self.name)
         frame.scale, frame.scale_status = self.online.scale_for_frame(
             frame.input.stamp_ns, pred.x, pred.K_net, self.speeds, settings.scale)
 
@@ -223,7 +231,7 @@ class DepthStage:
         self.estimator = estimator
 
     def __call__(self, frame: FrameState, settings: PipelineSettings) -> None:
-        pred = frame.prediction
+        pred = _needs(frame.prediction, 'the network prediction', self.name)
         camera = settings.output_resolution == 'camera'
         frame.depth = self.estimator.to_depth(pred.inv, frame.scale, pred.rgb.shape[:2] if camera else None,
                                               max_depth=settings.max_depth_m, min_depth=settings.min_depth_m)
@@ -239,8 +247,9 @@ class CloudStage:
         if not frame.want_cloud or frame.K is None:
             return
         step = int(settings.cloud_decimation)
-        d, Kc = decimate(frame.depth, frame.K, step)
-        colours = frame.rgb[::step, ::step] if settings.cloud_fields == 'xyzrgb' else None
+        d, Kc = decimate(_needs(frame.depth, 'depth', self.name), frame.K, step)
+        colours = _needs(frame.rgb, 'the image', self.name)[::step, ::step] if settings.cloud_fields == 'xyzrgb' \
+            else None
         frame.cloud = make_cloud_array(depth_to_xyz(d, Kc), colours)
 
 
@@ -331,7 +340,8 @@ class DepthPipeline:
             if stage.name != 'infer':  # the estimator splits its own time into pre/inference
                 state.timings_ms[f'{stage.name}_ms'] = 1e3 * (time.perf_counter() - t)
         state.timings_ms['total_ms'] = 1e3 * (time.perf_counter() - t0)
-        return FrameOutput(state.depth, state.K, state.rgb, state.cloud, state.scale, state.scale_status,
+        return FrameOutput(_needs(state.depth, 'depth', 'output'), state.K, _needs(state.rgb, 'the image', 'output'),
+                           state.cloud, state.scale, state.scale_status,
                            self.online.weights_version, state.timings_ms)
 
     def stop(self) -> None:

@@ -57,16 +57,28 @@ class WeightsChoice:
         return self.path is None
 
     @property
+    def untrained_spec(self) -> ModelSpec:
+        """The network of untrained weights.
+
+        Raises:
+            WeightsError: these are checkpoint weights (their spec is in the file).
+        """
+        if self.spec is None:
+            raise WeightsError(f'{self.text}: a checkpoint file, not untrained weights')
+        return self.spec
+
+    @property
     def label(self) -> str:
         """Short name for tables: the file name or "untrained <network>"."""
-        return self.path.name if self.path is not None else f'untrained {self.spec.label}'
+        return self.path.name if self.path is not None else f'untrained {self.untrained_spec.label}'
 
     @property
     def node_value(self) -> str:
         """The same choice as a ``packnet_node`` ``checkpoint`` parameter value."""
         if self.path is not None:
             return str(self.path)
-        return f'untrained:{self.spec.depth_net}:{self.spec.width:g}'
+        spec = self.untrained_spec
+        return f'untrained:{spec.depth_net}:{spec.width:g}'
 
 
 def parse_weights(text: str | None, network: str = 'PackNet01', width: float = 1.0) -> WeightsChoice:
@@ -150,7 +162,7 @@ def resolve_weights(text: str | None, with_pose: bool = True, network: str = 'Pa
         else:
             desc = f'checkpoint {choice.path}'
         return ResolvedWeights(choice, ckpt, desc)
-    spec = choice.spec
+    spec = choice.untrained_spec
     torch.manual_seed(UNTRAINED_SEED)
     depth_net = build_depth_net(spec.depth_net, spec.version, spec.width).eval()
     pose_net = build_pose_net('PoseNet').eval() if with_pose else None

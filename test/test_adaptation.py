@@ -10,8 +10,8 @@ import torch
 from conftest import KITTI_DRIVE
 from packnet_ros.adaptation import AdaptationConfig, OnlineAdapter
 from packnet_ros.checkpoint import Checkpoint, ModelSpec, load_checkpoint
-from packnet_ros.data import KittiDrive
 from packnet_ros.inference import DepthEstimator
+from packnet_ros.io.kitti import KittiDrive
 from packnet_ros.networks import PoseNet
 from packnet_ros.networks.fast import prepare_for_inference
 from packnet_ros.odometry import SpeedTrack

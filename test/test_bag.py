@@ -1,5 +1,5 @@
 """KITTI raw drive -> rosbag2 (packnet_ros.ros.bag.write_kitti_bag) read back with
-packnet_ros.bagio, for MCAP and sqlite3 storage, plus the ``packnet-ros bag`` CLI verb.
+packnet_ros.io.bag, for MCAP and sqlite3 storage, plus the ``packnet-ros bag`` CLI verb.
 
 Every value is compared with the KITTI files read independently here (PNG pixels,
 timestamps.txt, the LiDAR .npz, the OXTS packet, calib_imu_to_velo.txt), not only with
@@ -21,8 +21,8 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, Image
 
 from conftest import ROOT
-from packnet_ros.bagio import bag_topics, iter_messages
-from packnet_ros.data import KittiDrive
+from packnet_ros.io.bag import bag_topics, iter_messages
+from packnet_ros.io.kitti import KittiDrive
 from packnet_ros.ros.bag import KittiBagTopics, write_kitti_bag
 
 TOPICS = KittiBagTopics()
@@ -227,7 +227,7 @@ def test_existing_bag_needs_overwrite(drive, tmp_path):
 # ----------------------------------------------------------------------------- CLI
 def _cli(*args):
     exe = ROOT / '.venv' / 'bin' / 'packnet-ros'
-    cmd = [str(exe)] if exe.is_file() else [sys.executable, '-m', 'packnet_ros.cli']
+    cmd = [str(exe)] if exe.is_file() else [sys.executable, '-m', 'packnet_ros.apps.cli']
     return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, cwd=str(ROOT),
                           env=dict(os.environ), timeout=300)
 

@@ -14,7 +14,7 @@ import pytest
 @pytest.mark.slow
 def test_quick_benchmark_reports_every_section(tmp_path):
     out = tmp_path / 'bench.json'
-    p = subprocess.run([sys.executable, '-m', 'packnet_ros.cli', 'benchmark', '--quick', '--json', str(out),
+    p = subprocess.run([sys.executable, '-m', 'packnet_ros.apps.cli', 'benchmark', '--quick', '--json', str(out),
                         '--soak', '30', '--soak-rate', '5'],
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]

@@ -21,8 +21,14 @@ import torch
 from yacs.config import CfgNode
 
 from conftest import FIXTURES, ROOT, fill_reference_params
-from packnet_ros.checkpoint import (FORMAT, CheckpointError, ModelSpec, load_checkpoint, read_checkpoint_file,
-                                    save_checkpoint)
+from packnet_ros.checkpoint import (
+    FORMAT,
+    CheckpointError,
+    ModelSpec,
+    load_checkpoint,
+    read_checkpoint_file,
+    save_checkpoint,
+)
 from packnet_ros.inference import DepthEstimator
 from packnet_ros.networks import PackNetSlim01, PoseNet, build_depth_net
 

@@ -15,13 +15,16 @@ import torch
 from torch.utils.data import DataLoader, default_collate
 
 from conftest import DATA, KITTI_DRIVE, ROOT
-from packnet_ros.data import (BagSequence, DataError, KittiDrive, KittiFormatError, KittiSequence, Sample,
-                              SfmDataset, VideoSequence, apply_color_jitter, expected_translation,
-                              flip_intrinsics, load_camera_yaml, load_sequences, sample_color_jitter,
-                              select_context)
+from packnet_ros.data import SfmDataset, apply_color_jitter, flip_intrinsics, load_sequences, sample_color_jitter
 from packnet_ros.data.dataset import ColorJitter
 from packnet_ros.geometry import scale_intrinsics, unproject
 from packnet_ros.imageproc import resize_rgb
+from packnet_ros.io.bag_sequence import BagSequence
+from packnet_ros.io.camera_yaml import load_camera_yaml
+from packnet_ros.io.kitti import KittiDrive, KittiFormatError
+from packnet_ros.io.kitti_sequence import KittiSequence
+from packnet_ros.io.sequence import DataError, Sample, expected_translation, select_context
+from packnet_ros.io.video import VideoSequence
 
 VIDEO = DATA / 'udacity_highway' / 'segment_a.mp4'
 CAMERA_YAML = ROOT / 'config' / 'udacity_highway_camera.yaml'
@@ -217,7 +220,7 @@ def _crops(drive, n):
 
 
 def test_bag_without_camera_info_is_an_error(drive, tmp_path):
-    from packnet_ros.bagio import BagWriter
+    from packnet_ros.io.bag import BagWriter
     imgs, _ = _crops(drive, 3)
     with BagWriter(tmp_path / 'nocam') as bag:
         for i, im in enumerate(imgs):
@@ -232,7 +235,7 @@ def test_bag_without_camera_info_is_an_error(drive, tmp_path):
 
 
 def test_bag_encodings_and_unsupported_frame_reported(drive, tmp_path):
-    from packnet_ros.bagio import BagWriter
+    from packnet_ros.io.bag import BagWriter
     imgs, K = _crops(drive, 6)
     encodings = ['rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'yuv422']
     stamps = [drive.timestamp_ns(i) for i in range(6)]

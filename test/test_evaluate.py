@@ -14,20 +14,30 @@ import pytest
 import torch
 from sensor_msgs.msg import Image
 
-from packnet_ros.bagio import BagWriter, TruncatedBagError, rotation_to_quaternion, salvage_mcap, write_tf_static
+from packnet_ros.apps.cli import main
 from packnet_ros.checkpoint import ModelSpec, save_checkpoint
-from packnet_ros.cli import main
-from packnet_ros.data import KittiDrive
-from packnet_ros.evaluation.lidar import (StaticTransforms, lidar_ground_truth, load_extrinsics, project_points,
-                                          quaternion_to_rotation)
+from packnet_ros.evaluation.lidar import (
+    StaticTransforms,
+    lidar_ground_truth,
+    load_extrinsics,
+    project_points,
+    quaternion_to_rotation,
+)
 from packnet_ros.evaluation.metrics import garg_crop_mask
 from packnet_ros.evaluation.runner import BagTopics
 from packnet_ros.evaluation.sources import Issues
+from packnet_ros.io.bag import BagWriter, TruncatedBagError, rotation_to_quaternion, salvage_mcap, write_tf_static
+from packnet_ros.io.kitti import KittiDrive
 from packnet_ros.networks import build_depth_net
 from packnet_ros.pointcloud import depth_to_xyz
 from packnet_ros.ros.bag import write_kitti_bag, write_msg
-from packnet_ros.ros.conversions import (cloud_to_msg, depth_to_image_msg, make_camera_info, make_header,
-                                         rgb_to_image_msg)
+from packnet_ros.ros.conversions import (
+    cloud_to_msg,
+    depth_to_image_msg,
+    make_camera_info,
+    make_header,
+    rgb_to_image_msg,
+)
 
 CAM, LIDAR, BASE = 'cam2_optical', 'velodyne', 'base_link'
 JSON_KEYS = {'abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'a1', 'a2', 'a3', 'scale_ratio', 'n_frames', 'n_pixels',
@@ -396,7 +406,8 @@ def test_truncated_mcap_is_read_up_to_the_damage(kitti_bag, checkpoints, tmp_pat
 
 def test_salvage_reads_zstd_chunks_of_a_cut_file(tmp_path):
     from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
-    from packnet_ros.bagio import typestore
+
+    from packnet_ros.io.bag import typestore
     ts = typestore()
     String = ts.types['std_msgs/msg/String']
     path = tmp_path / 'z'

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from packnet_ros.export import ExportError, export_onnx, export_torchscript, relative_error
+from packnet_ros.apps.export import ExportError, export_onnx, export_torchscript, relative_error
 from packnet_ros.networks import PackNetSlim01
 
 
@@ -44,17 +44,17 @@ def test_fast_backend_exports_too(net, tmp_path):
 
 def test_cli_export_and_bad_shape(tmp_path):
     out = tmp_path / 'cli.onnx'
-    p = subprocess.run([sys.executable, '-m', 'packnet_ros.cli', 'export', '--checkpoint', 'untrained:PackNetSlim01:0.25',
+    p = subprocess.run([sys.executable, '-m', 'packnet_ros.apps.cli', 'export', '--checkpoint', 'untrained:PackNetSlim01:0.25',
                         '--shape', '320x96', '--out', str(out)], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads(p.stdout)['network'] == 'PackNetSlim01-1A-w0.25' and out.is_file()
-    p = subprocess.run([sys.executable, '-m', 'packnet_ros.cli', 'export', '--checkpoint', 'untrained:PackNetSlim01:0.25',
+    p = subprocess.run([sys.executable, '-m', 'packnet_ros.apps.cli', 'export', '--checkpoint', 'untrained:PackNetSlim01:0.25',
                         '--shape', '300x96', '--out', str(tmp_path / 'x.onnx')], capture_output=True, text=True, timeout=600)
     assert p.returncode == 2 and 'multiples of 32' in p.stderr
 
 
 def test_export_error_is_raised_on_mismatch(net, tmp_path, monkeypatch):
-    import packnet_ros.export as ex
+    import packnet_ros.apps.export as ex
     monkeypatch.setattr(ex, 'VERIFY_RTOL', -1.0)  # any difference (even 0) now fails verification
     with pytest.raises(ExportError, match='differs'):
         ex.export_torchscript(net, (64, 128), tmp_path / 'y.pt')

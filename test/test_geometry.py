@@ -13,9 +13,18 @@ import numpy as np
 import pytest
 import torch
 
-from packnet_ros.geometry import (euler_to_matrix, intrinsics_from_camera_info, invert_pose, pixel_grid,
-                                  pose_vec_to_mat, project, scale_intrinsics, transform_points, unproject,
-                                  view_synthesis)
+from packnet_ros.geometry import (
+    euler_to_matrix,
+    intrinsics_from_camera_info,
+    invert_pose,
+    pixel_grid,
+    pose_vec_to_mat,
+    project,
+    scale_intrinsics,
+    transform_points,
+    unproject,
+    view_synthesis,
+)
 
 K_NP = np.array([[721.5377, 0.0, 609.5593], [0.0, 721.5377, 172.854], [0.0, 0.0, 1.0]])
 

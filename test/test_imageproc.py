@@ -13,8 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from packnet_ros.imageproc import (ImageFormatError, decode_image, depth_image_to_meters, depth_to_buffer,
-                                   resize_rgb, rgb_to_tensor, to_rgb8)
+from packnet_ros.imageproc import (
+    ImageFormatError,
+    decode_image,
+    depth_image_to_meters,
+    depth_to_buffer,
+    resize_rgb,
+    rgb_to_tensor,
+    to_rgb8,
+)
 
 H, W = 5, 7
 

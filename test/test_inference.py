@@ -14,9 +14,14 @@ import torch
 from torch.nn import functional as F
 
 from packnet_ros.checkpoint import ModelSpec, save_checkpoint
-from packnet_ros.data import KittiDrive
-from packnet_ros.inference import (DepthEstimator, cpu_supports_fast_bf16, flip_post_process, resolve_device,
-                                   resolve_precision)
+from packnet_ros.inference import (
+    DepthEstimator,
+    cpu_supports_fast_bf16,
+    flip_post_process,
+    resolve_device,
+    resolve_precision,
+)
+from packnet_ros.io.kitti import KittiDrive
 
 SPEC = ModelSpec('PackNetSlim01', width=0.25)
 SMALL_SHAPE = (64, 224)  # cheap network input for the tests that do not need (192, 640)

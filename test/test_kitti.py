@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import KITTI_DRIVE
-from packnet_ros.data import (OXTS_FIELDS, KittiDrive, KittiFormatError, parse_calib_file,
-                              parse_timestamp_ns)
+from packnet_ros.io.kitti import OXTS_FIELDS, KittiDrive, KittiFormatError, parse_calib_file, parse_timestamp_ns
 
 CALIB_DIR = KITTI_DRIVE.parent
 N_DRIVE_FRAMES = 474
@@ -368,7 +367,7 @@ def test_missing_calibration(tmp_path):
 def test_bad_calibration_content(tmp_path):
     dst = _make_drive(tmp_path)
     c2c = dst.parent / 'calib_cam_to_cam.txt'
-    c2c.write_text('\n'.join(l for l in c2c.read_text().splitlines() if not l.startswith('P_rect_02')))
+    c2c.write_text('\n'.join(line for line in c2c.read_text().splitlines() if not line.startswith('P_rect_02')))
     with pytest.raises(KittiFormatError, match="calib_cam_to_cam.txt: missing key 'P_rect_02'"):
         KittiDrive(dst)
     shutil.copy(CALIB_DIR / 'calib_cam_to_cam.txt', c2c)

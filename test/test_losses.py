@@ -7,8 +7,15 @@ import pytest
 import torch
 
 from packnet_ros.geometry import pose_vec_to_mat
-from packnet_ros.losses import (SfmLossConfig, edge_aware_smoothness, min_reprojection,
-                                photometric_error, sfm_loss, ssim, velocity_loss)
+from packnet_ros.losses import (
+    SfmLossConfig,
+    edge_aware_smoothness,
+    min_reprojection,
+    photometric_error,
+    sfm_loss,
+    ssim,
+    velocity_loss,
+)
 
 C1, C2 = 1e-4, 9e-4
 

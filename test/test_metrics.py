@@ -7,8 +7,17 @@ import numpy as np
 import pytest
 
 from packnet_ros.evaluation import (
-    GARG_CROP, METRIC_NAMES, FrameMetrics, NoValidPixels, aggregate, compute_depth_metrics,
-    default_bin_edges, format_bins_table, format_table, garg_crop_mask, valid_mask,
+    GARG_CROP,
+    METRIC_NAMES,
+    FrameMetrics,
+    NoValidPixels,
+    aggregate,
+    compute_depth_metrics,
+    default_bin_edges,
+    format_bins_table,
+    format_table,
+    garg_crop_mask,
+    valid_mask,
 )
 
 NAN, INF = float('nan'), float('inf')

@@ -12,16 +12,13 @@ from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from packnet_ros.data import KittiDrive
 from packnet_ros.geometry import scale_intrinsics
 from packnet_ros.imageproc import resize_rgb
+from packnet_ros.io.kitti import KittiDrive
 from packnet_ros.msg import DepthStats
 from packnet_ros.pointcloud import cloud_msg_to_arrays, depth_to_xyz
-from packnet_ros.ros.conversions import (depth_msg_to_meters, make_camera_info, make_header,
-                                         rgb_to_image_msg)
-from packnet_ros.ros.harness import NodeProcess
-from packnet_ros.msgdata import header_ns as stamp_ns
-from packnet_ros.ros.harness import RosHarness
+from packnet_ros.ros.conversions import depth_msg_to_meters, make_camera_info, make_header, rgb_to_image_msg
+from packnet_ros.ros.harness import NodeProcess, RosHarness
 
 pytestmark = pytest.mark.slow
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from packnet_ros.io.bag import iter_messages
 from packnet_ros.checkpoint import default_checkpoint_path
-from packnet_ros.data import KittiDrive
+from packnet_ros.io.bag import iter_messages
+from packnet_ros.io.kitti import KittiDrive
 from packnet_ros.ros.bag import write_kitti_bag
 from packnet_ros.ros.harness import NodeProcess
 from packnet_ros.ros.replay import replay_into_node

@@ -13,11 +13,28 @@ import pytest
 import torch
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
-from packnet_ros.pointcloud import (XYZ_DTYPE, XYZRGB_DTYPE, cloud_msg_to_arrays, decimate, depth_to_xyz,
-                                    make_cloud_array, pack_rgb)
-from packnet_ros.ros.conversions import (camera_info_to_K, cloud_to_msg, decode_image_msg, depth_msg_to_meters,
-                                         depth_to_image_msg, image_msg_to_rgb, make_camera_info, make_header,
-                                         resized_camera_info, rgb_to_image_msg, stamp_to_ns)
+from packnet_ros.pointcloud import (
+    XYZ_DTYPE,
+    XYZRGB_DTYPE,
+    cloud_msg_to_arrays,
+    decimate,
+    depth_to_xyz,
+    make_cloud_array,
+    pack_rgb,
+)
+from packnet_ros.ros.conversions import (
+    camera_info_to_K,
+    cloud_to_msg,
+    decode_image_msg,
+    depth_msg_to_meters,
+    depth_to_image_msg,
+    image_msg_to_rgb,
+    make_camera_info,
+    make_header,
+    resized_camera_info,
+    rgb_to_image_msg,
+    stamp_to_ns,
+)
 
 K_SMALL = np.array([[2.0, 0.0, 1.0], [0.0, 4.0, 0.5], [0.0, 0.0, 1.0]])
 

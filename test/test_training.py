@@ -60,7 +60,7 @@ def test_few_steps_lower_the_loss_and_write_loadable_checkpoints(tmp_path):
         assert loaded.pose_net is not None and loaded.metadata['licence'].startswith('CC BY-NC-SA')
         # the node's inference core runs it on a real frame
         est = DepthEstimator.from_checkpoint(str(path), device='cpu', precision='fp32')
-        from packnet_ros.data import KittiDrive
+        from packnet_ros.io.kitti import KittiDrive
         drive = KittiDrive(KITTI_DRIVE)
         depth = est.predict(drive.image(2), drive.K).depth
         assert depth.shape == (96, 320) and not np.isnan(depth).any()  # +Inf = beyond max_depth (REP 117)

@@ -115,7 +115,7 @@ def bench_network(net: torch.nn.Module, label: str, shape: tuple[int, int], devi
         if device.type == 'cuda':
             torch.cuda.reset_peak_memory_stats(device)
         with torch.inference_mode():
-            stats = timeit(lambda: model(xin), warmup, repeats, sync)
+            stats = timeit(lambda m=model: m(xin), warmup, repeats, sync)
             depth = inv_to_depth(model(xin).float())
         executed = executed_by_backend[p.backend]
         if ref_depth is None:

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluation.report import (bins_text, counts_text, modes_table, write_csv, write_json,
-                                write_plots)
+from ..evaluation.report import bins_text, counts_text, modes_table, write_csv, write_json, write_plots
 from ..evaluation.runner import BagTopics, SampleWriter
 from ..evaluation.scoring import EvalSettings
 from ..evaluation.visualize import birds_eye, save_png

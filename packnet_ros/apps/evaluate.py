@@ -30,8 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..evaluation.metrics import default_bin_edges
-from ..evaluation.report import (bins_text, compare_table, counts_text, modes_table, write_csv, write_json,
-                     write_plots)
+from ..evaluation.report import bins_text, compare_table, counts_text, modes_table, write_csv, write_json, write_plots
 from ..evaluation.runner import BagTopics, SampleWriter
 from ..evaluation.scoring import EvalResult, EvalSettings
 from ..pipeline import DepthPipeline, PipelineSettings, pipeline_from_weights
@@ -400,6 +399,7 @@ def _node_stats(out_bag: Path) -> dict:
     """What the node reported on ~/stats in a recorded bag: network, device, precision,
     median latencies, the final metric-scale and adaptation state (empty when none came)."""
     import statistics
+
     from ..evaluation.sources import Issues, read_messages_safely
     stats = [m.msg for m in read_messages_safely(out_bag, ['/packnet_node/stats'], Issues())]
     if not stats:

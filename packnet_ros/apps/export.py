@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from ..checkpoint import ModelSpec
-from ..weights import resolve_weights
 from ..networks.fast import prepare_for_inference
+from ..weights import resolve_weights
 from .args import parse_size
 
 VERIFY_RTOL = 1e-3

@@ -1,4 +1,4 @@
-"""PyTorch training dataset over sequences of :class:`~packnet_ros.data.sequences.Sample`.
+"""PyTorch training dataset over sequences of :class:`~packnet_ros.io.sequence.Sample`.
 
 Per item (packnet-sfm's ``train_transforms`` order: resize, keep the un-jittered images,
 colour jitter, to tensor):

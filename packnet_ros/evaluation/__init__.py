@@ -2,9 +2,19 @@
 from __future__ import annotations
 
 from .metrics import (
-    DEFAULT_BIN_WIDTH_M, GARG_CROP, METRIC_NAMES, PRED_FLOOR_M, FrameMetrics, NoValidPixels,
-    aggregate, compute_depth_metrics, default_bin_edges, format_bins_table, format_table,
-    garg_crop_mask, valid_mask,
+    DEFAULT_BIN_WIDTH_M,
+    GARG_CROP,
+    METRIC_NAMES,
+    PRED_FLOOR_M,
+    FrameMetrics,
+    NoValidPixels,
+    aggregate,
+    compute_depth_metrics,
+    default_bin_edges,
+    format_bins_table,
+    format_table,
+    garg_crop_mask,
+    valid_mask,
 )
 
 __all__ = [

@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from ..geometry import intrinsics_from_camera_info
+from ..msgdata import header_ns
 from ..pointcloud import cloud_msg_to_arrays
-from .sources import DepthFrame, Issues, count_out_of_order, read_messages_safely, stamp_ns
+from .sources import DepthFrame, Issues, count_out_of_order, read_messages_safely
 
 __all__ = ['StaticTransforms', 'quaternion_to_rotation', 'transform_to_matrix', 'load_extrinsics',
            'project_points', 'lidar_ground_truth', 'camera_model_from_bag']
@@ -107,13 +108,6 @@ class StaticTransforms:
             self.add(transform_to_matrix(tr.transform), tr.header.frame_id, tr.child_frame_id)
             n += 1
         return n
-
-    def can_transform(self, target: str, source: str) -> bool:
-        try:
-            self.lookup(target, source)
-            return True
-        except LookupError:
-            return False
 
     def lookup(self, target: str, source: str) -> np.ndarray:
         """``T_target_source``: maps points in ``source`` into ``target``.
@@ -295,7 +289,7 @@ def lidar_ground_truth(bag: str | Path, topics, issues: Issues, image_shape: tup
     frames: list[DepthFrame] = []
     for m in read_messages_safely(bag, [topics.cloud_gt], issues):
         cloud = m.msg
-        t = stamp_ns(cloud)
+        t = header_ns(cloud)
         if lidar_extrinsics is not None:
             T = np.asarray(lidar_extrinsics, dtype=np.float64)
         else:

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import csv
-import json
-import math
 from pathlib import Path
 from typing import Mapping, Sequence
 

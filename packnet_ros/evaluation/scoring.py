@@ -8,10 +8,8 @@ averaged over frames.
 """
 from __future__ import annotations
 
-import math
 from collections import Counter
-from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -149,13 +147,4 @@ class Evaluator:
                           list(self.per_frame), counts, self.label)
 
 
-def score_pairs(pairs: Sequence[tuple[int, np.ndarray, np.ndarray | None]], settings: EvalSettings | None = None,
-                label: str = '') -> EvalResult:
-    """Score (stamp_ns, pred, gt) triples; convenience wrapper around :class:`Evaluator`."""
-    ev = Evaluator(settings, label)
-    for stamp, pred, gt in pairs:
-        ev.add(stamp, pred, gt)
-    return ev.result()
-
-
-__all__ = ['MODES', 'EvalSettings', 'EvalResult', 'Evaluator', 'resize_depth', 'score_pairs']
+__all__ = ['MODES', 'EvalSettings', 'EvalResult', 'Evaluator', 'resize_depth']

@@ -14,14 +14,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..bagio import iter_messages, mcap_files, salvage_mcap
 from ..geometry import intrinsics_from_camera_info
-from ..imageproc import ImageFormatError, decode_image, depth_image_to_meters, to_rgb8
-
-
-def stamp_ns(msg) -> int:
-    """Header stamp of a message in nanoseconds."""
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+from ..imageproc import ImageFormatError
+from ..io.bag import iter_messages, mcap_files, salvage_mcap
+from ..msgdata import depth_msg_to_meters, header_ns, image_msg_to_rgb
 
 
 @dataclass
@@ -53,11 +49,6 @@ class Issues:
     def add(self, reason: str, detail: str = '') -> None:
         self.counts[reason] += 1
         self.examples.setdefault(reason, detail)
-
-    def merge(self, other: 'Issues') -> None:
-        self.counts.update(other.counts)
-        for k, v in other.examples.items():
-            self.examples.setdefault(k, v)
 
 
 def nearest(stamps: Sequence[int], t: int, tol_ns: int) -> int | None:
@@ -98,7 +89,7 @@ def read_messages_safely(bag: str | Path, topics: Sequence[str], issues: Issues,
 
     A damaged MCAP recording that rosbags cannot open at all (no summary/footer: the
     recorder was killed or the file was cut short; or no metadata.yaml) is read front to
-    back with :func:`packnet_ros.bagio.salvage_mcap` up to the damage. Either way one
+    back with :func:`packnet_ros.io.bag.salvage_mcap` up to the damage. Either way one
     ``READ_ERROR`` is counted, with the reason and the number of messages recovered as
     its example.
 
@@ -155,18 +146,17 @@ def image_frames(bag: str | Path, image_topic: str, info_topic: str, issues: Iss
             infos.append(m.msg)
         else:
             pending.append(m.msg)
-    index = StampIndex(infos, key=stamp_ns)
-    count_out_of_order([stamp_ns(img) for img in pending], image_topic, issues)
+    index = StampIndex(infos, key=header_ns)
+    count_out_of_order([header_ns(img) for img in pending], image_topic, issues)
     for img in pending:
-        t = stamp_ns(img)
+        t = header_ns(img)
         info = infos[-1] if (info_tol_ns < 0 and infos) else index.find(t, max(0, info_tol_ns))
         if info is None:
             issues.add('image without camera_info', f'stamp {t}')
             continue
         try:
             K = intrinsics_from_camera_info(info.k, info.p)
-            rgb = to_rgb8(decode_image(img.height, img.width, img.encoding, img.step, img.data,
-                                       bool(img.is_bigendian)), img.encoding)
+            rgb = image_msg_to_rgb(img)
         except (ImageFormatError, ValueError) as exc:
             issues.add(f'unusable image ({str(exc).split(" (")[0]})', f'stamp {t}: {exc}')
             continue
@@ -179,19 +169,18 @@ def depth_frames(bag: str | Path, topic: str, issues: Issues) -> list[DepthFrame
     for m in read_messages_safely(bag, [topic], issues):
         img = m.msg
         try:
-            depth = depth_image_to_meters(decode_image(img.height, img.width, img.encoding, img.step,
-                                                       img.data, bool(img.is_bigendian)), img.encoding)
+            depth = depth_msg_to_meters(img)
         except (ImageFormatError, ValueError) as exc:
-            issues.add(f'unusable depth image on {topic}', f'stamp {stamp_ns(img)}: {exc}')
+            issues.add(f'unusable depth image on {topic}', f'stamp {header_ns(img)}: {exc}')
             continue
-        out.append(DepthFrame(stamp_ns(img), depth, img.header.frame_id))
+        out.append(DepthFrame(header_ns(img), depth, img.header.frame_id))
     count_out_of_order([d.stamp_ns for d in out], topic, issues)
     return out
 
 
 def kitti_frames(drive, frames: Sequence[int] | None = None
                  ) -> Iterator[tuple[ImageFrame, DepthFrame | None]]:
-    """(image, ground truth or None) for the frames of a :class:`packnet_ros.data.KittiDrive`."""
+    """(image, ground truth or None) for the frames of a :class:`packnet_ros.io.kitti.KittiDrive`."""
     for i in (drive.frames if frames is None else frames):
         t = drive.timestamp_ns(i)
         gt = DepthFrame(t, drive.gt_depth(i)) if drive.has_gt(i) else None

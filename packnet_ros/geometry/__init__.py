@@ -1,6 +1,6 @@
 """Geometry (plain PyTorch/numpy): intrinsics, (un)projection, SE(3) poses, view synthesis."""
-from .depth import inv_to_depth
 from .camera import intrinsics_from_camera_info, pixel_grid, project, scale_intrinsics, transform_points, unproject
+from .depth import inv_to_depth
 from .pose import euler_to_matrix, invert_pose, pose_vec_to_mat
 from .warp import view_synthesis
 

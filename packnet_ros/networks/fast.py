@@ -26,6 +26,7 @@ original two convolutions instead; the choice is made per call from the input si
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 from torch import nn
@@ -41,9 +42,9 @@ def compose_pack_kernel(conv3d: nn.Conv3d, conv2d: nn.Conv2d) -> tuple[torch.Ten
         weight (C, 4C, k+2, k+2) and bias (C,) in float64 (valid for interior pixels).
     """
     w3 = conv3d.weight.detach().double()[:, 0]  # (d, 3, 3, 3): (feature, channel offset, dy, dx)
-    b3 = conv3d.bias.detach().double()
+    b3 = cast(torch.Tensor, conv3d.bias).detach().double()  # PackNet's convolutions have biases
     W2 = conv2d.weight.detach().double()
-    b2 = conv2d.bias.detach().double()
+    b2 = cast(torch.Tensor, conv2d.bias).detach().double()
     d = w3.shape[0]
     C, Cin, k, _ = W2.shape
     n = Cin // d  # packed channels 4C
@@ -177,10 +178,10 @@ def prepare_for_inference(net: nn.Module, device: torch.device, dtype: torch.dty
     out = out.eval().to(device=device, dtype=dtype)
     for m in out.modules():
         if isinstance(m, nn.Conv2d):
-            m.to(memory_format=torch.channels_last)
+            m.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in torch's stubs
     for p in out.parameters():
         p.requires_grad_(False)
     if backend == 'compile':
-        out = torch.compile(out, mode='max-autotune-no-cudagraphs' if device.type == 'cpu' else 'reduce-overhead',
-                            dynamic=False)
+        mode = 'max-autotune-no-cudagraphs' if device.type == 'cpu' else 'reduce-overhead'
+        out = cast(nn.Module, torch.compile(out, mode=mode, dynamic=False))
     return out

@@ -13,7 +13,7 @@ def conv_flops(net: nn.Module, *inputs) -> int:
     """
     from .fast import FoldedPackLayer
     total = [0]
-    inside_folded = set()
+    inside_folded: set[int] = set()
     for m in net.modules():
         if isinstance(m, FoldedPackLayer):
             inside_folded.update(id(c) for c in m.modules() if c is not m)

@@ -2,7 +2,7 @@
 
 Messages are built as rclpy messages (the same constructors the node publishes with)
 and serialised with ``rclpy.serialization``; tf2_msgs (no rclpy wheel) goes through the
-rosbags typestore (:func:`packnet_ros.bagio.write_tf_static`).
+rosbags typestore (:func:`packnet_ros.io.bag.write_tf_static`).
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import numpy as np
 from nav_msgs.msg import Odometry
 from rclpy.serialization import serialize_message
 
-from ..bagio import BagWriter, rotation_to_quaternion, write_tf_static
 from ..evaluation.runner import BagTopics
+from ..io.bag import BagWriter, rotation_to_quaternion, write_tf_static
 from .conversions import depth_to_image_msg, make_camera_info, make_header, rgb_to_image_msg
 
 
@@ -58,7 +58,7 @@ def write_kitti_bag(drive, out: str | Path, topics: KittiBagTopics | None = None
     base_link -> camera from the KITTI calibration.
 
     Args:
-        drive: a :class:`packnet_ros.data.kitti.KittiDrive`.
+        drive: a :class:`packnet_ros.io.kitti.KittiDrive`.
         out: bag directory to create.
         frames: subset of frame indices (default: all with an image).
 

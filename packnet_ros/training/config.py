@@ -115,7 +115,6 @@ def _build(cls, data: dict, where: str):
         raise ValueError(f'unknown key(s) {unknown} in {where} (known: {sorted(known)})')
     kwargs = {}
     for name, value in data.items():
-        f = known[name]
         sub = {'model': ModelConfig, 'loss': LossConfig, 'optim': OptimConfig, 'data': DataConfig,
                'trainer': TrainerConfig}.get(name) if cls is TrainConfig else None
         kwargs[name] = _build(sub, value or {}, f'{where}.{name}') if sub else value

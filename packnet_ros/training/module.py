@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import FORMAT, ModelSpec, load_checkpoint
+from ..checkpoint import FORMAT, ModelSpec
 from ..evaluation.metrics import NoValidPixels, compute_depth_metrics
 from ..evaluation.scoring import resize_depth
 from ..evaluation.visualize import colorize_depth

@@ -68,6 +68,22 @@ _TIMESTAMP_RE = re.compile(r'^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?:\.(\d{1,9}
 _FRAME_RE = re.compile(r'^\d+$')
 
 
+def find_kitti_drive(path: str | Path) -> Path:
+    """The KITTI raw drive folder at or under ``path`` (a ``*_sync`` folder with ``image_02/``;
+    the first in sorted order when there are several).
+
+    Raises:
+        FileNotFoundError: none found.
+    """
+    path = Path(path)
+    if (path / 'image_02').is_dir():
+        return path
+    found = sorted(p.parent for p in path.glob('**/image_02') if p.parent.name.endswith('_sync'))
+    if not found:
+        raise FileNotFoundError(f'no KITTI raw drive (a *_sync folder with image_02/) under {path}')
+    return found[0]
+
+
 class KittiFormatError(ValueError):
     """A KITTI raw drive (or one of its files) is missing or does not have the expected format.
 

@@ -1,25 +1,34 @@
-"""rosbag2 I/O with ``rosbags`` (MCAP or sqlite3), no rclpy: typestore, writer, reading.
+"""rosbag2 I/O with ``rosbags`` (MCAP or sqlite3), no ROS runtime: typestore, writer, reading.
 
 ``ros2 bag`` has no PyPI wheel; rosbags reads and writes the same files. Reading always
 deserialises with the rosbags typestore of the wheels' ROS 2 distribution (plus this
 package's messages), so any message type in a bag can be inspected, /tf_static included.
-Writers take CDR bytes: rclpy messages serialised with ``rclpy.serialization`` (see
+Writers take CDR bytes: ROS messages serialised by the ROS client library (see
 :mod:`packnet_ros.ros.bag`) or rosbags messages serialised with the typestore.
+
+Damaged MCAP recordings (no summary/footer, cut mid-record) are read front to back with
+the ``mcap`` package's :class:`mcap.stream_reader.StreamReader` (:func:`salvage_mcap`).
 """
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
+from mcap.exceptions import EndOfFile, InvalidMagic, McapError
+from mcap.records import Channel, Footer, Message, Schema
+from mcap.stream_reader import StreamReader
 from rosbags.highlevel import AnyReader
+from rosbags.interfaces import Connection
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from zstandard import ZstdError
 
-from .paths import msg_definition
+from ..paths import msg_definition
 
 STORE = Stores.ROS2_KILTED
 CUSTOM_TYPES = ('DepthStats',)
@@ -58,7 +67,7 @@ class BagWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.ts = typestore()
         self._writer = Writer(self.path, version=9, storage_plugin=plugin)
-        self._connections: dict[str, object] = {}
+        self._connections: dict[str, Connection] = {}
         self.counts: dict[str, int] = {}
 
     def __enter__(self):
@@ -109,7 +118,7 @@ def rotation_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
         x, y, z = v
     q = np.array([x, y, z, w])
     q /= np.linalg.norm(q)
-    return tuple(float(c) for c in q)
+    return float(q[0]), float(q[1]), float(q[2]), float(q[3])
 
 
 def write_tf_static(bag: BagWriter, transforms: Sequence[tuple[np.ndarray, str, str]], stamp_ns: int,
@@ -123,12 +132,20 @@ def write_tf_static(bag: BagWriter, transforms: Sequence[tuple[np.ndarray, str, 
 
 @dataclass
 class BagMessage:
-    """One message read from a bag (deserialised with the rosbags typestore)."""
+    """One message read from a bag (deserialised with the rosbags typestore).
+
+    Attributes:
+        topic, msgtype: e.g. ``/camera/image_raw``, ``sensor_msgs/msg/Image``.
+        log_time_ns: recording (log) time, integer nanoseconds.
+        msg: the rosbags message dataclass (same field names as the ROS message), or None
+            when read without deserialising.
+        raw: the serialised (CDR) message.
+    """
 
     topic: str
     msgtype: str
     log_time_ns: int
-    msg: object
+    msg: Any
     raw: bytes
 
 
@@ -157,11 +174,16 @@ def iter_messages(path: str | Path, topics: Sequence[str] | None = None,
             msg = reader.deserialize(raw, conn.msgtype) if deserialize else None
             yield BagMessage(conn.topic, conn.msgtype, t, msg, bytes(raw))
 
-
 #######################################################################################
 # Damaged MCAP recordings
 
 MCAP_MAGIC = b'\x89MCAP0\r\n'
+
+# What a damaged file raises while it is read record by record: mcap's own errors, a cut
+# record (EOFError from _file_messages), malformed fields (struct.error, ValueError and
+# UnicodeDecodeError, also from CDR deserialisation), a corrupt zstd or lz4 chunk
+# (ZstdError; lz4 reports a corrupt frame as RuntimeError).
+_DAMAGE_ERRORS = (McapError, EOFError, struct.error, ValueError, ZstdError, RuntimeError)
 
 
 class TruncatedBagError(ValueError):
@@ -184,55 +206,48 @@ def mcap_files(path: str | Path) -> list[Path]:
     return sorted(path.glob('*.mcap'))
 
 
-def _decompress(data: bytes, compression: str, size: int) -> bytes:
-    if compression == '':
-        out = data
-    elif compression == 'zstd':
+def _file_messages(file: Path, ts, wanted: set[str] | None) -> Iterator[BagMessage]:
+    """Messages of ``wanted`` topics (None: all) in one MCAP file, in file order.
+
+    A file that ends after a complete record (with or without summary and footer) ends the
+    iteration; a record cut by the end of the file raises ``EOFError`` (mcap's reader reads
+    a cut record's missing bytes or padding as its ``EndOfFile``, or fails to unpack a cut
+    field); other damage raises one of ``_DAMAGE_ERRORS``.
+    """
+    size = os.path.getsize(file)
+    if size < len(MCAP_MAGIC):
+        raise InvalidMagic(b'')
+    schemas: dict[int, Schema] = {}
+    channels: dict[int, tuple[str, str]] = {}
+    with open(file, 'rb') as f:
+        end = len(MCAP_MAGIC)  # byte offset after the last complete record
         try:
-            from compression import zstd  # Python >= 3.14
-        except ImportError:
-            from backports import zstd  # what rosbags depends on before 3.14
-        out = zstd.decompress(data)
-    elif compression == 'lz4':
-        from lz4.frame import decompress as lz4_decompress
-        out = lz4_decompress(data)
-    else:
-        raise ValueError(f'unsupported MCAP chunk compression {compression!r}')
-    if len(out) != size:
-        raise ValueError(f'MCAP chunk decompressed to {len(out)} bytes, expected {size}')
-    return out
+            for record in StreamReader(f).records:
+                end = f.tell()  # a chunk's records come after the whole chunk was read
+                if isinstance(record, Footer):  # the data section is over
+                    return
+                if isinstance(record, Schema):
+                    schemas[record.id] = record
+                elif isinstance(record, Channel):
+                    channels[record.id] = _channel(record, schemas, ts)
+                elif isinstance(record, Message):
+                    topic, msgtype = channels.get(record.channel_id, ('', ''))
+                    if topic and (wanted is None or topic in wanted):
+                        msg = ts.deserialize_cdr(record.data, msgtype) if ts is not None else None
+                        yield BagMessage(topic, msgtype, record.log_time, msg, bytes(record.data))
+        except EndOfFile:
+            if end != size:
+                raise EOFError(f'the file ends inside the record at byte {end}') from None
 
 
-class _Records:
-    """Sequential reader of MCAP records (opcode u8, length u64, content) from a byte stream."""
-
-    def __init__(self, read, where: str):
-        self._read = read
-        self.where = where
-        self.offset = 0
-
-    def take(self, n: int) -> bytes:
-        data = self._read(n)
-        if len(data) != n:
-            raise EOFError(f'{self.where}: {n} bytes wanted at byte {self.offset}, {len(data)} there')
-        self.offset += n
-        return data
-
-    def next(self) -> tuple[int, bytes] | None:
-        """(opcode, content) of the next record, or None at a clean end of the stream."""
-        head = self._read(9)
-        if not head:
-            return None
-        if len(head) != 9:
-            raise EOFError(f'{self.where}: record header cut at byte {self.offset}')
-        self.offset += 9
-        op, length = struct.unpack('<BQ', head)
-        return op, self.take(length)
-
-
-def _string(buf: bytes, pos: int) -> tuple[str, int]:
-    (n,) = struct.unpack_from('<I', buf, pos)
-    return bytes(buf[pos + 4:pos + 4 + n]).decode(), pos + 4 + n
+def _channel(record: Channel, schemas: dict[int, Schema], ts) -> tuple[str, str]:
+    """(topic, msgtype) of a channel; registers its ``ros2msg`` schema in ``ts`` (when not None)."""
+    schema = schemas.get(record.schema_id)
+    if schema is None:
+        return record.topic, ''
+    if ts is not None:
+        _register(ts, schema.name, schema.encoding, schema.data.decode())
+    return record.topic, schema.name
 
 
 def salvage_mcap(path: str | Path, topics: Sequence[str] | None = None,
@@ -241,9 +256,9 @@ def salvage_mcap(path: str | Path, topics: Sequence[str] | None = None,
 
     For bags damaged at the end: an MCAP file without its summary and footer (a recorder
     that was killed, a disk that filled up, a copy cut short), or a bag folder that lost
-    its ``metadata.yaml``. The records are scanned in file order as the MCAP specification
-    lays them out (schema 0x03, channel 0x04, message 0x05, chunk 0x06 holding those,
-    uncompressed, zstd or lz4); everything else is skipped. Messages come in file order
+    its ``metadata.yaml``. The records are read in file order with
+    :class:`mcap.stream_reader.StreamReader` (chunks uncompressed, zstd or lz4); schemas,
+    channels and messages are used, everything else is skipped. Messages come in file order
     (the recorder's write order), not sorted by log time.
 
     Args:
@@ -271,64 +286,15 @@ def salvage_mcap(path: str | Path, topics: Sequence[str] | None = None,
     wanted = None if topics is None else set(topics)
     yielded = 0
     for file in files:
-        schemas: dict[int, tuple[str, str, str]] = {}
-        channels: dict[int, tuple[str, str]] = {}
-        with open(file, 'rb') as f:
-            if f.read(8) != MCAP_MAGIC:
-                raise TruncatedBagError(f'{file} is not an MCAP file (no magic bytes)', yielded)
-            outer = _Records(f.read, str(file))
-            outer.offset = 8
-            pending = [outer]
-            try:
-                while pending:
-                    rec = pending[-1].next()
-                    if rec is None:
-                        pending.pop()
-                        continue
-                    op, body = rec
-                    if op == 0x02:  # footer: the data section is over
-                        break
-                    if op == 0x06:
-                        if len(pending) > 1:
-                            raise ValueError(f'{file}: nested MCAP chunk')
-                        _, _, size, _ = struct.unpack_from('<QQQI', body, 0)
-                        compression, pos = _string(body, 28)
-                        (n,) = struct.unpack_from('<Q', body, pos)
-                        data = body[pos + 8:pos + 8 + n]
-                        if len(data) != n:
-                            raise EOFError(f'{file}: chunk records cut short')
-                        stream = memoryview(_decompress(bytes(data), compression, size))
-                        cursor = [0]
-
-                        def read(k, stream=stream, cursor=cursor):
-                            out = bytes(stream[cursor[0]:cursor[0] + k])
-                            cursor[0] += len(out)
-                            return out
-                        pending.append(_Records(read, f'{file} (chunk)'))
-                    elif op == 0x03:
-                        (sid,) = struct.unpack_from('<H', body, 0)
-                        name, pos = _string(body, 2)
-                        encoding, pos = _string(body, pos)
-                        (n,) = struct.unpack_from('<I', body, pos)
-                        schemas[sid] = (name, encoding, bytes(body[pos + 4:pos + 4 + n]).decode())
-                    elif op == 0x04:
-                        cid, sid = struct.unpack_from('<HH', body, 0)
-                        topic, _ = _string(body, 4)
-                        channels[cid] = (topic, schemas.get(sid, ('', '', ''))[0])
-                        if ts is not None and sid in schemas:
-                            _register(ts, *schemas[sid])
-                    elif op == 0x05:
-                        cid, _, log_time, _ = struct.unpack_from('<HIQQ', body, 0)
-                        topic, msgtype = channels.get(cid, ('', ''))
-                        if not topic or (wanted is not None and topic not in wanted):
-                            continue
-                        raw = bytes(body[22:])
-                        msg = ts.deserialize_cdr(raw, msgtype) if ts is not None else None
-                        yielded += 1
-                        yield BagMessage(topic, msgtype, log_time, msg, raw)
-            except (EOFError, struct.error, ValueError, UnicodeDecodeError) as exc:
-                raise TruncatedBagError(f'{file}: damaged after {yielded} readable messages ({exc})',
-                                        yielded) from exc
+        try:
+            for m in _file_messages(file, ts, wanted):
+                yielded += 1
+                yield m
+        except InvalidMagic as exc:
+            raise TruncatedBagError(f'{file} is not an MCAP file (no magic bytes)', yielded) from exc
+        except _DAMAGE_ERRORS as exc:
+            raise TruncatedBagError(f'{file}: damaged after {yielded} readable messages ({exc})',
+                                    yielded) from exc
 
 
 def _register(ts, msgtype: str, encoding: str, text: str) -> None:
