@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,3 +36,24 @@ def kitti_drive() -> Path:
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: starts ROS processes or trains (deselect with -m "not slow")')
+
+
+def flatten_params(params: dict, prefix: str = '') -> dict:
+    """Nested YAML mappings are dotted parameter names in ROS 2 (scale: {window: 5} -> scale.window)."""
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, dict):
+            out.update(flatten_params(v, f'{prefix}{k}.'))
+        else:
+            out[f'{prefix}{k}'] = v
+    return out
+
+
+@pytest.fixture(scope='module')
+def one_intra_op_thread():
+    """Run a module's CPU networks on one thread (restored afterwards): the results do not
+    depend on it, and OpenMP barriers stall badly when other jobs share the CPUs."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

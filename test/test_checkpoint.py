@@ -36,14 +36,7 @@ MAX_ABS, MEAN_ABS = 1e-2, 2e-4  # fixtures/packnet_reference/README.md "Acceptan
 SMALL = ModelSpec('PackNetSlim01', width=0.25)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_intra_op_thread():
-    """Run this module's CPU networks on one thread (restored afterwards): the results do not
-    depend on it, and OpenMP barriers stall badly when other jobs share the CPUs."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
 
 def _packnet_sfm_config(depth_name='PackNetSlim01', image_shape=(192, 640), max_depth=80.0, extra_depth=None):

@@ -28,14 +28,7 @@ SMALL_SHAPE = (64, 224)  # cheap network input for the tests that do not need (1
 FAR = 1e6
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_intra_op_thread():
-    """Run this module's CPU networks on one thread (restored afterwards): the results do not
-    depend on it, and OpenMP barriers stall badly when other jobs share the CPUs."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
 
 @pytest.fixture(scope='module')

@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, flatten_params
 from packnet_ros.node_config import PARAMETERS as TABLE
 
 PARAMETERS = {p.name: (p.default, p.description) for p in TABLE}
@@ -198,21 +198,12 @@ def test_fastdds_environment(description):
 
 
 # ----------------------------------------------------------------------------- config/packnet.yaml
-def _flatten(params: dict, prefix: str = '') -> dict:
-    """Nested YAML mappings are dotted parameter names in ROS 2 (scale: {window: 5} -> scale.window)."""
-    out = {}
-    for k, v in params.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f'{prefix}{k}.'))
-        else:
-            out[f'{prefix}{k}'] = v
-    return out
 
 
 def test_params_yaml_matches_node_parameters():
     doc = yaml.safe_load((ROOT / 'config' / 'packnet.yaml').read_text())
     assert list(doc) == ['/**/packnet_node']
-    params = _flatten(doc['/**/packnet_node']['ros__parameters'])
+    params = flatten_params(doc['/**/packnet_node']['ros__parameters'])
     assert params, 'no parameters'
     unknown = sorted(set(params) - set(PARAMETERS))
     assert not unknown, f'not declared by packnet_node: {unknown}'
@@ -224,7 +215,7 @@ def test_params_yaml_matches_node_parameters():
 
 def test_params_yaml_lists_every_parameter():
     # the shipped file is the template users copy: every declared parameter appears in it
-    params = _flatten(yaml.safe_load((ROOT / 'config' / 'packnet.yaml').read_text())['/**/packnet_node']['ros__parameters'])
+    params = flatten_params(yaml.safe_load((ROOT / 'config' / 'packnet.yaml').read_text())['/**/packnet_node']['ros__parameters'])
     assert sorted(set(PARAMETERS) - set(params)) == []
 
 

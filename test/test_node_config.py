@@ -8,27 +8,18 @@ import re
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, flatten_params
 from packnet_ros import node_config
 from packnet_ros.node_config import PARAMETERS, NodeSettings, check_changes, defaults, spec, validate
 
 NAMES = [p.name for p in PARAMETERS]
 
 
-def _flatten(params: dict, prefix: str = '') -> dict:
-    """Nested YAML mappings are dotted parameter names in ROS 2 (scale: {window: 5} -> scale.window)."""
-    out = {}
-    for k, v in params.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f'{prefix}{k}.'))
-        else:
-            out[f'{prefix}{k}'] = v
-    return out
 
 
 def _yaml_params() -> dict:
     doc = yaml.safe_load((ROOT / 'config' / 'packnet.yaml').read_text())
-    return _flatten(doc['/**/packnet_node']['ros__parameters'])
+    return flatten_params(doc['/**/packnet_node']['ros__parameters'])
 
 
 def _readme_rows() -> dict[str, tuple[str, str]]:

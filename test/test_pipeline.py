@@ -23,12 +23,7 @@ from packnet_ros.weights import WeightsError, parse_weights, resolve_weights
 SHAPE = (64, 224)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_intra_op_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_intra_op_thread')
 
 
 @pytest.fixture(scope='module')

@@ -54,14 +54,8 @@ if (cd "$RUN_DIR" && "$PY" -c "import importlib.util as u, sys; sys.exit(0 if u.
   fail "packnet_ros is importable in $CV before the build (it must come from the install space only)"
 fi
 
-# The rosidl wheels export CMake files that hard-code the wheel builder's Python and numpy
-# include paths; point them at this venv (same fix as tools/setup_venv.sh).
-INC=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
-NPINC=$("$PY" -c "import numpy; print(numpy.get_include())")
-for f in "$CV"/share/*/cmake/export_*__rosidl_generator_pyExport.cmake; do
-  sed -i -e "s#/opt/python/cp[0-9]*-cp[0-9]*/include/python3\.[0-9]*#$INC#g" \
-         -e "s#/opt/python/cp[0-9]*-cp[0-9]*/lib/python3\.[0-9]*/site-packages/numpy/_core/include#$NPINC#g" "$f"
-done
+# The rosidl wheels' CMake exports hard-code the wheel builder's include paths: fix them.
+bash "$ROOT/tools/fix_rosidl_exports.sh" "$CV" "$PY"
 
 # -- 2. colcon build in a scratch workspace ---------------------------------------------
 step "colcon build --packages-select packnet_ros in $WS (src/packnet_ros -> $ROOT)"

@@ -22,14 +22,8 @@ echo "[setup] installing requirements (ROS 2 wheels, torch==2.13.0, ...)"
 "$PY" -c "import torch, rclpy; assert torch.__version__.startswith('2.13.0'), torch.__version__" \
   || { echo "[setup] ERROR: torch 2.13.0 / rclpy not importable after install" >&2; exit 1; }
 
-# The rosidl wheels export CMake files that hard-code the wheel builder's Python and
-# numpy include paths; point them at this venv (idempotent).
-INC=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
-NPINC=$("$PY" -c "import numpy; print(numpy.get_include())")
-for f in "$VENV"/share/*/cmake/export_*__rosidl_generator_pyExport.cmake; do
-  sed -i -e "s#/opt/python/cp[0-9]*-cp[0-9]*/include/python3\.[0-9]*#$INC#g" \
-         -e "s#/opt/python/cp[0-9]*-cp[0-9]*/lib/python3\.[0-9]*/site-packages/numpy/_core/include#$NPINC#g" "$f"
-done
+# The rosidl wheels' CMake exports hard-code the wheel builder's include paths: fix them.
+bash tools/fix_rosidl_exports.sh "$VENV" "$PY"
 
 echo "[setup] generating msg/ interfaces with rosidl (cmake)"
 mkdir -p build
