@@ -6,7 +6,6 @@ it silently, and associates streams by nearest header stamp within a tolerance.
 """
 from __future__ import annotations
 
-import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from ..geometry import intrinsics_from_camera_info
 from ..imageproc import ImageFormatError
 from ..io.bag import iter_messages, mcap_files, salvage_mcap
+from ..io.stamps import StampIndex
 from ..msgdata import depth_msg_to_meters, header_ns, image_msg_to_rgb
 
 
@@ -49,35 +49,6 @@ class Issues:
     def add(self, reason: str, detail: str = '') -> None:
         self.counts[reason] += 1
         self.examples.setdefault(reason, detail)
-
-
-def nearest(stamps: Sequence[int], t: int, tol_ns: int) -> int | None:
-    """Index of the stamp nearest to ``t`` in the sorted ``stamps`` if within ``tol_ns``, else None."""
-    if not stamps:
-        return None
-    i = bisect.bisect_left(stamps, t)
-    best = None
-    for j in (i - 1, i):
-        if 0 <= j < len(stamps) and (best is None or abs(stamps[j] - t) < abs(stamps[best] - t)):
-            best = j
-    return best if abs(stamps[best] - t) <= tol_ns else None
-
-
-class StampIndex:
-    """Items sorted by stamp for nearest-stamp lookup (out-of-order input is sorted)."""
-
-    def __init__(self, items: Sequence, key=lambda x: x.stamp_ns):
-        pairs = sorted(((key(x), x) for x in items), key=lambda p: p[0])
-        self.stamps = [p[0] for p in pairs]
-        self.items = [p[1] for p in pairs]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def find(self, t: int, tol_ns: int):
-        """Item nearest to ``t`` within ``tol_ns`` or None."""
-        j = nearest(self.stamps, t, tol_ns)
-        return None if j is None else self.items[j]
 
 
 READ_ERROR = 'bag read error (truncated or corrupt bag; later messages lost)'

@@ -2,7 +2,6 @@
 CameraInfo (or a camera YAML), odometry speed and optional ground-truth depth."""
 from __future__ import annotations
 
-import bisect
 import operator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from ..odometry import SpeedTrack
 from .bag import BagMessage, bag_topics, iter_messages
 from .camera_yaml import CameraIntrinsics, has_distortion, load_camera_yaml, undistort_maps
 from .sequence import DataError, FrameSequence
+from .stamps import StampIndex
 
 __all__ = ['BagSequence']
 
@@ -258,14 +258,14 @@ class BagSequence(FrameSequence):
         if not infos:
             raise DataError(f'{self.path}: no CameraInfo on {self.camera_info_topic} (topic has no messages): '
                             f'K is needed for view synthesis; record camera_info or give intrinsics=<YAML>')
-        infos.sort(key=lambda x: x[0])
-        info_stamps = [s for s, _ in infos]
+        index = StampIndex(infos, key=lambda x: x[0])
+        infos = index.items
         cache: dict[int, int] = {}
         for img in images:
-            k = bisect.bisect_right(info_stamps, img.stamp_ns) - 1
-            if k >= 0 and info_stamps[k] == img.stamp_ns:
+            k = index.index_at_or_before(img.stamp_ns)
+            if k is not None and index.stamps[k] == img.stamp_ns:
                 self.k_pairing['exact'] += 1
-            elif k >= 0:
+            elif k is not None:
                 self.k_pairing['latest'] += 1
             else:
                 k = 0

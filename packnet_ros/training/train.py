@@ -8,9 +8,6 @@ and after training, time, hardware).
 """
 from __future__ import annotations
 
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -19,7 +16,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..inference import cpu_supports_fast_bf16
+from ..jsonio import write_json
+from ..machine import cpu_supports_fast_bf16, machine_info
 from .config import TrainConfig
 from .module import SfmLightningModule
 from .scale_alignment import ScaleAlignment
@@ -34,23 +32,6 @@ def resolve_precision(setting: str, accelerator: str) -> str:
     if cuda:
         return 'bf16-mixed' if torch.cuda.is_bf16_supported() else '16-mixed'
     return 'bf16-mixed' if cpu_supports_fast_bf16() else '32-true'
-
-
-def hardware_summary() -> dict:
-    """CPU / GPU description for reports and model cards."""
-    info = {'python': platform.python_version(), 'torch': torch.__version__, 'cpu': platform.processor() or
-            platform.machine(), 'cpu_count': os.cpu_count(), 'torch_threads': torch.get_num_threads()}
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    info['cpu'] = line.split(':', 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    if torch.cuda.is_available():
-        info['gpus'] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return info
 
 
 def build_data(cfg: TrainConfig):
@@ -148,7 +129,7 @@ def train(cfg: TrainConfig, resume: str | None = None, out_dir: str | None = Non
         'epochs': int(trainer.current_epoch), 'steps': int(trainer.global_step), 'train_wall_s': round(wall, 1),
         'resumed_from': ckpt_path, 'data': summary, 'val_before': before, 'val_after': after,
         'scale_alignment': dict(module.scale_alignment),
-        'hardware': hardware_summary(), 'config': cfg.as_dict(),
+        'hardware': machine_info(), 'config': cfg.as_dict(),
     }
     if trainer.is_global_zero:
         model_path = save_checkpoint(out / 'model.ckpt', module.model.depth_net, module.spec,
@@ -166,5 +147,5 @@ def train(cfg: TrainConfig, resume: str | None = None, out_dir: str | None = Non
                                       module.model.pose_net, metadata=load_checkpoint(model_path).metadata,
                                       config={'train': cfg.as_dict()}, pose_dtype=torch.float16)
             report['shipped'] = {'path': str(shipped), 'size_mb': round(shipped.stat().st_size / 2 ** 20, 2)}
-        (out / 'report.json').write_text(json.dumps(report, indent=2, default=str) + '\n')
+        write_json(out / 'report.json', report)
     return report
