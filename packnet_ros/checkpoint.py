@@ -9,13 +9,15 @@ other non-tensor global, so a checkpoint cannot run code.
 
 The project format keeps the same ``state_dict`` prefixes and adds plain-dict
 ``config`` (same key names as packnet-sfm, plus ``model.depth_net.width``) and
-``metadata`` (training data, metrics, versions, licence); it loads with
-``torch.load(weights_only=True)``. Either kind works everywhere a checkpoint is taken.
+``metadata`` (training data, metrics, versions, licence), built-in types only, so a file
+written by :func:`save_checkpoint` loads with ``torch.load(weights_only=True)``. Either kind
+works everywhere a checkpoint is taken.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import io
+import math
 import os
 import pickle
 import types
@@ -84,19 +86,63 @@ class ModelSpec:
 
     @classmethod
     def from_config(cls, config: dict) -> 'ModelSpec':
-        """Read a spec from a packnet-sfm (yacs, converted to dict) or project config."""
-        model = config.get('model', {}) or {}
-        depth = model.get('depth_net', {}) or {}
-        pose = model.get('pose_net', {}) or {}
-        params = model.get('params', {}) or {}
-        shape = tuple((config.get('datasets', {}) or {}).get('augmentation', {}).get('image_shape', ()) or ())
+        """Read a spec from a packnet-sfm (yacs, converted to dict) or project config.
+
+        Raises:
+            CheckpointError: a config (or one of its sections) that is not a mapping, or a
+                value of the wrong type; the message names the dotted key.
+        """
+        config = _section(config, 'config')
+        model = _section(config.get('model'), 'model')
+        depth = _section(model.get('depth_net'), 'model.depth_net')
+        pose = _section(model.get('pose_net'), 'model.pose_net')
+        params = _section(model.get('params'), 'model.params')
+        augmentation = _section(_section(config.get('datasets'), 'datasets').get('augmentation'),
+                                'datasets.augmentation')
+        shape = augmentation.get('image_shape', ()) or ()
+        if not isinstance(shape, (list, tuple)):
+            raise CheckpointError(f'config: datasets.augmentation.image_shape is {shape!r}, expected [H, W]')
         if len(shape) != 2:
             shape = DEFAULT_IMAGE_SHAPE
-        return cls(depth_net=depth.get('name') or 'PackNet01', version=depth.get('version') or '1A',
-                   width=float(depth.get('width', 1.0) or 1.0),
-                   image_shape=(int(shape[0]), int(shape[1])),
-                   max_depth=float(params.get('max_depth', 80.0) or 80.0),
-                   pose_net=pose.get('name') or None)
+        try:
+            image_shape = (int(shape[0]), int(shape[1]))
+        except (TypeError, ValueError):
+            raise CheckpointError(f'config: datasets.augmentation.image_shape is {list(shape)!r}, '
+                                  f'expected two integers [H, W]') from None
+        return cls(depth_net=_text(depth.get('name'), 'model.depth_net.name') or 'PackNet01',
+                   version=_text(depth.get('version'), 'model.depth_net.version') or '1A',
+                   width=_number(depth.get('width', 1.0), 'model.depth_net.width') or 1.0,
+                   image_shape=image_shape,
+                   max_depth=_number(params.get('max_depth', 80.0), 'model.params.max_depth') or 80.0,
+                   pose_net=_text(pose.get('name'), 'model.pose_net.name') or None)
+
+
+def _section(value, key: str) -> dict:
+    """A config section: a mapping, or {} when absent/empty."""
+    if value is None or (isinstance(value, (str, dict, list, tuple)) and len(value) == 0):
+        return {}
+    if not isinstance(value, dict):
+        raise CheckpointError(f'config{"" if key == "config" else ": " + key} is {value!r:.60} '
+                              f'({type(value).__name__}), expected a mapping')
+    return value
+
+
+def _text(value, key: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise CheckpointError(f'config: {key} is {value!r:.60} ({type(value).__name__}), expected a string')
+
+
+def _number(value, key: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float('nan')
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise CheckpointError(f'config: {key} is {value!r:.60} ({type(value).__name__}), expected a number')
+    return number
 
 
 @dataclass
@@ -162,7 +208,13 @@ def read_checkpoint_file(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f'checkpoint not found: {path}')
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f'cannot read checkpoint {path}: {exc.strerror or exc}') from exc
+    if not data:
+        raise CheckpointError(f'checkpoint {path} is empty (0 bytes): a truncated or unfinished copy; '
+                              f'copy or save it again')
     try:
         obj = torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
     except pickle.UnpicklingError:
@@ -170,12 +222,22 @@ def read_checkpoint_file(path: str | os.PathLike) -> dict:
             obj = torch.load(io.BytesIO(data), map_location='cpu', weights_only=False,
                              pickle_module=_restricted_pickle)
         except Exception as exc:  # noqa: BLE001 - reported with the file name
-            raise CheckpointError(f'cannot read checkpoint {path}: {exc}') from exc
+            raise CheckpointError(f'cannot read checkpoint {path}: {_reason(exc, len(data))}') from exc
     except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f'cannot read checkpoint {path}: {exc}') from exc
+        raise CheckpointError(f'cannot read checkpoint {path}: {_reason(exc, len(data))}') from exc
     if not isinstance(obj, dict) or 'state_dict' not in obj:
         raise CheckpointError(f'{path} is not a packnet-sfm / packnet_ros checkpoint (no state_dict)')
     return obj
+
+
+def _reason(exc: BaseException, size: int) -> str:
+    """One line for a failed ``torch.load``: the first line of the error, or its type when empty."""
+    text = str(exc).strip().splitlines()[0].strip() if str(exc).strip() else ''
+    if len(text) > 100 and '. ' in text:  # torch's zip reader appends a paragraph of advice
+        text = text.split('. ')[0]
+    if isinstance(exc, (EOFError, pickle.UnpicklingError)) and not text:
+        text = 'the data ends early'
+    return f'{text or type(exc).__name__} ({size} bytes: truncated, corrupt or not a torch.save file)'
 
 
 def _normalise_keys(state_dict: dict) -> dict:
@@ -214,12 +276,28 @@ def load_checkpoint(path: str | os.PathLike, with_pose: bool = True) -> Checkpoi
     """
     raw = read_checkpoint_file(path)
     config = _to_plain(raw.get('config') or {})
+    if not isinstance(config, dict):
+        raise CheckpointError(f'{path}: config is {type(config).__name__} {config!r:.60}, expected a mapping '
+                              f'(model.depth_net.name, ...)')
     source = FORMAT if raw.get('format') == FORMAT else 'packnet-sfm'
-    spec = ModelSpec.from_config(config)
-    state = _normalise_keys(dict(raw['state_dict']))
+    try:
+        spec = ModelSpec.from_config(config)
+    except CheckpointError as exc:
+        raise CheckpointError(f'{path}: {exc}') from None
+    state = raw['state_dict']
+    if not isinstance(state, dict):
+        raise CheckpointError(f'{path}: state_dict is {type(state).__name__} {state!r:.60}, expected a mapping '
+                              f'of parameter names to tensors')
+    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        k = not_tensors[0]
+        raise CheckpointError(f'{path}: state_dict[{k!r}] is {type(state[k]).__name__}, expected a tensor '
+                              f'({len(not_tensors)} such entries)')
+    state = _normalise_keys({str(k): v for k, v in state.items()})
     depth_state = _sub_state(state, DEPTH_PREFIX)
     if not depth_state:
         raise CheckpointError(f'{path} has no depth network weights ({DEPTH_PREFIX}*)')
+    _check_finite(depth_state, path, DEPTH_PREFIX)
     try:
         depth_net = build_depth_net(spec.depth_net, spec.version, spec.width)
     except ValueError as exc:
@@ -228,6 +306,7 @@ def load_checkpoint(path: str | os.PathLike, with_pose: bool = True) -> Checkpoi
     pose_net = None
     pose_state = _sub_state(state, POSE_PREFIX)
     if with_pose and pose_state:
+        _check_finite(pose_state, path, POSE_PREFIX)
         name = spec.pose_net or 'PoseNet'
         n_ref = pose_state['pose_pred.weight'].shape[0] // 6 if 'pose_pred.weight' in pose_state else 2
         try:
@@ -240,6 +319,34 @@ def load_checkpoint(path: str | os.PathLike, with_pose: bool = True) -> Checkpoi
     if source != FORMAT and 'epoch' in raw:
         metadata.setdefault('epoch', raw['epoch'])
     return Checkpoint(depth_net.eval(), pose_net, spec, config, metadata, source, str(path))
+
+
+MAX_ABS_WEIGHT = 1e6
+"""Largest parameter magnitude a checkpoint may hold. Trained PackNet/PoseNet weights are
+below ~10; a flipped float32 exponent bit turns one into 1e9...1e38."""
+
+
+def _check_finite(state: dict, path, prefix: str) -> None:
+    """Refuse NaN/Inf or implausibly large parameters (a corrupt file or a diverged run):
+    such weights load silently and make every depth map NaN.
+
+    Raises:
+        CheckpointError: naming the first bad tensor and how many of its values are bad.
+    """
+    for key, value in state.items():
+        if not value.is_floating_point() or value.numel() == 0:
+            continue
+        v = value.float()
+        bad = ~torch.isfinite(v)
+        what = 'non-finite (NaN/Inf)'
+        if not bool(bad.any()):
+            bad = v.abs() > MAX_ABS_WEIGHT
+            what = f'implausibly large (|x| > {MAX_ABS_WEIGHT:g})'
+            if not bool(bad.any()):
+                continue
+        first = v.flatten()[bad.flatten()][0].item()
+        raise CheckpointError(f'{path}: weight {prefix}{key} has {int(bad.sum())} of {v.numel()} values {what}, '
+                              f'e.g. {first:g}: a corrupt file or a diverged training run; refusing to load it')
 
 
 def _load_strict(net: nn.Module, state: dict, path, what: str) -> None:
@@ -280,15 +387,15 @@ def save_checkpoint(path: str | os.PathLike, depth_net: nn.Module, spec: ModelSp
     state = {DEPTH_PREFIX + k: v.detach().float().cpu() for k, v in depth_net.state_dict().items()}
     if pose_net is not None:
         state.update({POSE_PREFIX + k: v.detach().cpu().to(pose_dtype) for k, v in pose_net.state_dict().items()})
-    cfg = _merge(config or {}, spec.to_config())
-    meta = dict(metadata or {})
+    cfg = _merge(_plain_data(config or {}), spec.to_config())
+    meta = _plain_data(dict(metadata or {}))
     meta.setdefault('created', _dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds'))
     meta.setdefault('packnet_ros_version', __version__)
     meta.setdefault('torch_version', str(torch.__version__))  # TorchVersion would need a pickle global
     meta.setdefault('network', spec.label)
     obj = {'format': FORMAT, 'state_dict': state, 'config': cfg, 'metadata': meta}
     if extra:
-        obj.update(extra)
+        obj.update(_plain_data(extra))
     tmp = path.with_name(path.name + '.tmp')
     torch.save(obj, tmp)
     os.replace(tmp, path)
@@ -300,3 +407,34 @@ def _merge(base: dict, over: dict) -> dict:
     for k, v in over.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def _plain_data(obj: Any) -> Any:
+    """``obj`` with built-in types only, so the file loads with ``torch.load(weights_only=True)``.
+
+    ``weights_only`` accepts tensors, dicts, lists, tuples, str, int, float, bool and None
+    but no subclass of them: ``torch.__version__`` (a ``TorchVersion``, a str subclass)
+    or a numpy scalar in the metadata would make the file need a pickle global. Subclasses
+    become their base type, numpy scalars and arrays Python numbers and lists, paths and
+    anything else strings.
+    """
+    if isinstance(obj, torch.Tensor) or obj is None or type(obj) in (str, int, float, bool):
+        return obj
+    if isinstance(obj, dict):
+        return {_plain_data(k) if isinstance(k, (str, int, float, tuple)) else str(k): _plain_data(v)
+                for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        items = [_plain_data(v) for v in obj]
+        return items if isinstance(obj, list) else tuple(items)
+    if isinstance(obj, (torch.dtype, torch.device)):
+        return str(obj)
+    for base in (str, int, float):  # subclasses: TorchVersion, IntEnum, ...
+        if isinstance(obj, base):
+            return base(obj) if base is not str else str.__str__(obj)
+    item = getattr(obj, 'item', None)  # numpy scalars (np.float32, np.int64, np.bool_)
+    if callable(item) and getattr(obj, 'shape', None) == ():
+        return _plain_data(item())
+    tolist = getattr(obj, 'tolist', None)  # numpy arrays
+    if callable(tolist):
+        return _plain_data(tolist())
+    return str(obj)

@@ -19,8 +19,8 @@ ENCODINGS = {
     'mono8': (np.uint8, 1), '8UC1': (np.uint8, 1), '8UC3': (np.uint8, 3),
     'mono16': (np.uint16, 1), '16UC1': (np.uint16, 1), '32FC1': (np.float32, 1),
 }
-COLOR_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8')
-"""Encodings the depth node accepts as camera input."""
+COLOR_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', '8UC1')
+"""Encodings the depth node accepts as camera input (8UC1 is read as mono8)."""
 
 
 class ImageFormatError(ValueError):
@@ -69,13 +69,27 @@ def decode_image(height: int, width: int, encoding: str, step: int, data, is_big
     return arr.astype(arr.dtype.newbyteorder('='), copy=False)
 
 
+def camera_encoding_error(encoding: str) -> ImageFormatError:
+    """The error for an image whose encoding a camera image may not have: it lists
+    :data:`COLOR_ENCODINGS`, not every encoding :func:`decode_image` reads (depth ones)."""
+    return ImageFormatError(f'unsupported encoding {encoding!r} (a camera image must be one of '
+                            f'{", ".join(COLOR_ENCODINGS)})')
+
+
+def check_camera_encoding(encoding: str) -> None:
+    """Raise :func:`camera_encoding_error` unless ``encoding`` is in :data:`COLOR_ENCODINGS`."""
+    if encoding not in COLOR_ENCODINGS:
+        raise camera_encoding_error(encoding)
+
+
 def to_rgb8(image: np.ndarray, encoding: str) -> np.ndarray:
     """Convert a decoded camera image to RGB uint8 (H, W, 3).
 
-    Accepts rgb8, bgr8, rgba8, bgra8 and mono8 (grey replicated to 3 channels).
+    Accepts :data:`COLOR_ENCODINGS`: rgb8, bgr8, rgba8, bgra8, and mono8 / 8UC1 (grey
+    replicated to 3 channels).
 
     Raises:
-        ImageFormatError: any other encoding.
+        ImageFormatError: any other encoding (kind "encoding").
     """
     if encoding == 'rgb8':
         return image
@@ -87,8 +101,7 @@ def to_rgb8(image: np.ndarray, encoding: str) -> np.ndarray:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
     if encoding in ('mono8', '8UC1'):
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    raise ImageFormatError(f'encoding {encoding!r} is not a camera encoding '
-                           f'(accepted: {", ".join(COLOR_ENCODINGS)})')
+    raise camera_encoding_error(encoding)
 
 
 def resize_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:

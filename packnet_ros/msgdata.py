@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .imageproc import decode_image, depth_image_to_meters, to_rgb8
+from .imageproc import check_camera_encoding, decode_image, depth_image_to_meters, to_rgb8
 
 NS_PER_S = 1_000_000_000
 
@@ -36,11 +36,13 @@ def decode_image_msg(msg) -> np.ndarray:
 
 
 def image_msg_to_rgb(msg) -> np.ndarray:
-    """Camera image message (rgb8, bgr8, rgba8, bgra8, mono8) -> (H, W, 3) uint8 RGB.
+    """Camera image message (rgb8, bgr8, rgba8, bgra8, mono8 or 8UC1) -> (H, W, 3) uint8 RGB.
 
     Raises:
-        packnet_ros.imageproc.ImageFormatError: other encodings or a malformed buffer.
+        packnet_ros.imageproc.ImageFormatError: other encodings (the message lists the camera
+            encodings, not the depth ones) or a malformed buffer.
     """
+    check_camera_encoding(msg.encoding)
     return to_rgb8(decode_image_msg(msg), msg.encoding)
 
 

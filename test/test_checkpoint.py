@@ -367,6 +367,68 @@ def test_missing_and_invalid_files(tmp_path):
         load_checkpoint(a_list)
 
 
+def _one_line(exc) -> str:
+    text = str(exc.value)
+    assert '\n' not in text, text
+    return text
+
+
+@pytest.mark.parametrize('obj,text', [
+    ({'state_dict': [1, 2], 'config': {}}, 'state_dict is list [1, 2], expected a mapping of parameter names'),
+    ({'state_dict': {'model.depth_net.x': 3}}, "state_dict['model.depth_net.x'] is int, expected a tensor"),
+    ({'state_dict': {}, 'config': [1]}, 'config is list [1], expected a mapping'),
+    ({'state_dict': {}, 'config': 'PackNet01'}, "config is str 'PackNet01', expected a mapping"),
+    ({'state_dict': {}, 'config': {'model': 5}}, 'config: model is 5 (int), expected a mapping'),
+    ({'state_dict': {}, 'config': {'model': {'depth_net': {'width': 'wide'}}}},
+     "config: model.depth_net.width is 'wide' (str), expected a number"),
+    ({'state_dict': {}, 'config': {'datasets': {'augmentation': {'image_shape': ['a', 'b']}}}},
+     "config: datasets.augmentation.image_shape is ['a', 'b'], expected two integers"),
+])
+def test_malformed_state_dict_or_config_is_a_checkpoint_error(tmp_path, obj, text):
+    path = tmp_path / 'bad.ckpt'
+    torch.save(obj, path)
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(path)
+    assert _one_line(exc) == f'{path}: {text}' or _one_line(exc).startswith(f'{path}: {text}')
+
+
+def test_empty_and_truncated_files_say_so(tmp_path, small_ckpt):
+    empty = tmp_path / 'empty.ckpt'
+    empty.write_bytes(b'')
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(empty)
+    assert _one_line(exc) == (f'checkpoint {empty} is empty (0 bytes): a truncated or unfinished copy; '
+                              f'copy or save it again')
+    path, _, _ = small_ckpt
+    data = path.read_bytes()
+    cut = tmp_path / 'cut.ckpt'
+    cut.write_bytes(data[:len(data) // 2])
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(cut)
+    text = _one_line(exc)
+    assert text.startswith(f'cannot read checkpoint {cut}: ') and 'truncated, corrupt' in text
+    assert f'({len(data) // 2} bytes' in text and len(text) < 250
+
+
+@pytest.mark.parametrize('key,corrupt,what', [
+    ('model.depth_net.pre_calc.conv_base.weight', lambda t: t.view(-1).__setitem__(5, float('nan')), 'non-finite'),
+    ('model.depth_net.pre_calc.conv_base.bias', lambda t: t.view(-1).__setitem__(0, float('-inf')), 'non-finite'),
+    # a flipped top exponent bit: finite, but ~1e37, and every depth map becomes NaN
+    ('model.depth_net.disp1_layer.conv1.weight',
+     lambda t: t.view(-1).view(torch.int32).__ixor__(torch.tensor(1 << 30, dtype=torch.int32)), 'implausibly large'),
+    ('model.pose_net.pose_pred.bias', lambda t: t.view(-1).__setitem__(0, float('nan')), 'non-finite'),
+])
+def test_non_finite_or_huge_weights_are_refused(small_ckpt, key, corrupt, what):
+    path, _, _ = small_ckpt
+    _rewrite(path, lambda o: corrupt(o['state_dict'][key]))
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(path)
+    text = _one_line(exc)
+    assert text.startswith(f'{path}: weight {key} has ') and what in text and 'refusing to load it' in text
+    if key.startswith('model.pose_net.'):  # the depth network alone is still usable
+        assert load_checkpoint(path, with_pose=False).pose_net is None
+
+
 # ----------------------------------------------------------------------------- (f) project format
 def test_project_round_trip(tmp_path):
     torch.manual_seed(3)
@@ -410,6 +472,30 @@ def test_save_checkpoint_stores_float32_cpu(tmp_path):
     assert {v.dtype for v in raw['state_dict'].values()} == {torch.float32}
     assert not any(k.startswith('model.pose_net.') for k in raw['state_dict'])
     assert load_checkpoint(path).pose_net is None
+
+
+def test_metadata_of_any_python_type_still_loads_with_weights_only(tmp_path):
+    """torch.__version__ (a TorchVersion), numpy scalars/arrays, paths, dtypes in metadata,
+    config or extra become built-in types, so the file needs no pickle global."""
+    import enum
+    from pathlib import Path
+
+    class Mode(enum.IntEnum):
+        A = 1
+
+    depth = build_depth_net('PackNetSlim01', '1A', 0.25)
+    meta = {'hardware': {'torch': torch.__version__, 'cpus': np.int64(2), 'bf16': np.bool_(True),
+                         'dtype': torch.float16, 'mode': Mode.A},
+            'metrics': {'abs_rel': np.float32(0.25), 'bins': np.arange(3)}, 'data': Path('/data/kitti')}
+    path = save_checkpoint(tmp_path / 'meta.ckpt', depth, SMALL, metadata=meta,
+                           config={'optim': {'lr': np.float64(2e-4)}}, extra={'epoch': np.int64(3)})
+    raw = torch.load(path, map_location='cpu', weights_only=True)
+    hw = raw['metadata']['hardware']
+    assert hw == {'torch': str(torch.__version__), 'cpus': 2, 'bf16': True, 'dtype': 'torch.float16', 'mode': 1}
+    assert type(hw['torch']) is str and type(hw['cpus']) is int and type(hw['bf16']) is bool
+    assert raw['metadata']['metrics'] == {'abs_rel': 0.25, 'bins': [0, 1, 2]}
+    assert raw['metadata']['data'] == '/data/kitti' and raw['epoch'] == 3 and raw['config']['optim']['lr'] == 2e-4
+    assert load_checkpoint(path).metadata['hardware']['cpus'] == 2
 
 
 # ----------------------------------------------------------------------------- (g) config -> ModelSpec

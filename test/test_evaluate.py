@@ -446,6 +446,39 @@ def test_user_errors_exit_2_and_name_the_topics(kitti_bag, tmp_path, capsys):
     assert rc == 2 and '/packnet_node/depth (predicted depth)' in err
 
 
+def test_corrupt_bag_and_checkpoint_are_one_line_errors(kitti_bag, tmp_path, capsys):
+    """Random bytes named *.mcap (or in a bag folder) are "corrupt or not an MCAP/rosbag2
+    recording", not "has no topic"; a checkpoint whose config is not a mapping or whose weights
+    are NaN is named; exit 2, one line, no traceback."""
+    rng = np.random.default_rng(0)
+    junk = tmp_path / 'junk.mcap'
+    junk.write_bytes(rng.bytes(4096))
+    folder = tmp_path / 'junk_bag'
+    folder.mkdir()
+    (folder / 'junk_bag_0.mcap').write_bytes(rng.bytes(4096))
+    for bag, what in ((junk, 'it'), (folder, 'junk_bag_0.mcap')):
+        rc, _, err = _evaluate(capsys, '--bag', bag, '--checkpoint', 'untrained')
+        assert rc == 2 and 'Traceback' not in err and 'has no topic' not in err, err
+        assert err.strip() == (f'packnet-ros evaluate: error: {bag} is corrupt or not an MCAP/rosbag2 recording: '
+                               f'{what} does not start with the MCAP magic bytes (empty, random bytes or another '
+                               f'format)')
+    bad = tmp_path / 'bad.ckpt'
+    torch.save({'state_dict': {}, 'config': [1]}, bad)
+    rc, _, err = _evaluate(capsys, '--bag', kitti_bag, '--checkpoint', bad)
+    assert rc == 2 and 'Traceback' not in err, err
+    assert err.strip() == f'packnet-ros evaluate: error: {bad}: config is list [1], expected a mapping ' \
+                          f'(model.depth_net.name, ...)'
+    spec = ModelSpec('PackNetSlim01', width=0.25, image_shape=(96, 320), pose_net=None)
+    nan = save_checkpoint(tmp_path / 'nan.ckpt', build_depth_net(spec.depth_net, spec.version, spec.width), spec)
+    raw = torch.load(nan, weights_only=True)
+    raw['state_dict']['model.depth_net.pre_calc.conv_base.bias'][0] = float('nan')
+    torch.save(raw, nan)
+    rc, _, err = _evaluate(capsys, '--bag', kitti_bag, '--checkpoint', nan)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and 'Traceback' not in err, err
+    assert err.startswith(f'packnet-ros evaluate: error: {nan}: weight model.depth_net.pre_calc.conv_base.bias has '
+                          f'1 of ') and 'non-finite' in err
+
+
 # ----------------------------------------------------------------------------- live
 @pytest.mark.slow
 def test_live_mode_agrees_with_offline(offline_run, kitti_bag, checkpoints, tmp_path, capsys):

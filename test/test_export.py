@@ -53,6 +53,25 @@ def test_cli_export_and_bad_shape(tmp_path):
     assert p.returncode == 2 and 'multiples of 32' in p.stderr
 
 
+def test_cli_export_errors_are_one_line(tmp_path, capsys):
+    """--shape abc names the option (checked before any loading); a checkpoint whose config or
+    state_dict is not a mapping, or an empty file, is a one-line CheckpointError, exit 2."""
+    from packnet_ros.apps.cli import main
+    bad_config, bad_state, empty = tmp_path / 'cfg.ckpt', tmp_path / 'sd.ckpt', tmp_path / 'empty.ckpt'
+    torch.save({'state_dict': {}, 'config': [1, 2]}, bad_config)
+    torch.save({'state_dict': [1, 2], 'config': {}}, bad_state)
+    empty.write_bytes(b'')
+    for argv, text in ((['--shape', 'abc'], "--shape expects WxH, e.g. 640x192, got 'abc'"),
+                       (['--checkpoint', str(bad_config)], f'{bad_config}: config is list [1, 2], expected a mapping'),
+                       (['--checkpoint', str(bad_state)], f'{bad_state}: state_dict is list [1, 2], expected a mapping'),
+                       (['--checkpoint', str(empty)], f'checkpoint {empty} is empty (0 bytes)')):
+        rc = main(['export', *argv, '--out', str(tmp_path / 'x.onnx')])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith(f'packnet-ros export: error: {text}'), err
+        assert len(err.strip().splitlines()) == 1 and 'Traceback' not in err
+    assert not (tmp_path / 'x.onnx').exists()
+
+
 def test_export_error_is_raised_on_mismatch(net, tmp_path, monkeypatch):
     import packnet_ros.apps.export as ex
     monkeypatch.setattr(ex, 'VERIFY_RTOL', -1.0)  # any difference (even 0) now fails verification

@@ -90,6 +90,17 @@ def test_intrinsics_from_camera_info_uncalibrated():
         intrinsics_from_camera_info([0.0] * 9)
 
 
+def test_intrinsics_from_camera_info_rejects_nan_and_negative_focal_lengths():
+    k = [500.0, 0, 320, 0, 500.0, 240, 0, 0, 1]
+    p = [500.0, 0, 320, 0, 0, 500.0, 240, 0, 0, 0, 1, 0]
+    with pytest.raises(ValueError, match=r'camera_info P has non-finite entries'):
+        intrinsics_from_camera_info(k, p[:2] + [float('nan')] + p[3:])
+    with pytest.raises(ValueError, match=r'camera_info K has non-finite entries'):
+        intrinsics_from_camera_info(k[:4] + [float('inf')] + k[5:])
+    with pytest.raises(ValueError, match=r'camera_info K has a negative focal length \(fx -500, fy 500\)'):
+        intrinsics_from_camera_info([-500.0] + k[1:])
+
+
 # ----------------------------------------------------------------------------- (un)projection
 def test_pixel_grid_layout():
     g = pixel_grid(2, 3)

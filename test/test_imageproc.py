@@ -136,6 +136,37 @@ def test_to_rgb8_rejects_non_camera_encodings(encoding):
     assert exc.value.kind == 'encoding'
 
 
+@pytest.mark.parametrize('encoding', ['yuv422', '16UC1', '32FC1', '8UC3'])
+def test_camera_image_error_lists_the_camera_encodings_only(encoding):
+    """A camera image of another encoding is refused before decoding, and the message lists
+    what a camera image may be (not the depth encodings decode_image also reads)."""
+    from types import SimpleNamespace
+
+    from packnet_ros.msgdata import image_msg_to_rgb
+    msg = SimpleNamespace(height=H, width=W, encoding=encoding, step=4 * W, data=bytes(4 * W * H), is_bigendian=0)
+    with pytest.raises(ImageFormatError) as exc:
+        image_msg_to_rgb(msg)
+    text = str(exc.value)
+    assert exc.value.kind == 'encoding' and '\n' not in text
+    assert text == (f"unsupported encoding {encoding!r} (a camera image must be one of "
+                    f"rgb8, bgr8, rgba8, bgra8, mono8, 8UC1)")
+    assert '32FC1' not in text.split('(')[1] and '16UC1' not in text.split('(')[1]
+    with pytest.raises(ImageFormatError, match='a camera image must be one of rgb8'):
+        to_rgb8(np.zeros((2, 2), np.uint16), encoding)
+
+
+def test_8uc1_camera_image_is_read_as_mono8():
+    from types import SimpleNamespace
+
+    from packnet_ros.imageproc import COLOR_ENCODINGS
+    from packnet_ros.msgdata import image_msg_to_rgb
+    grey = np.arange(H * W, dtype=np.uint8).reshape(H, W)
+    for encoding in ('mono8', '8UC1'):
+        assert encoding in COLOR_ENCODINGS
+        msg = SimpleNamespace(height=H, width=W, encoding=encoding, step=W, data=grey.tobytes(), is_bigendian=0)
+        np.testing.assert_array_equal(image_msg_to_rgb(msg), np.repeat(grey[..., None], 3, axis=2))
+
+
 # ----------------------------------------------------------------------------- resize / tensor
 def test_resize_rgb_same_size_is_identity():
     img = np.random.default_rng(5).integers(0, 256, (32, 64, 3), dtype=np.uint8)

@@ -34,7 +34,6 @@ def context():
 def node(context):
     n = PackNetNode(context=context, parameter_overrides=SMALL + [Parameter('scale_source', value='odometry')])
     yield n
-    n.pipeline.stop()
     n.destroy_node()
 
 

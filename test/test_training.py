@@ -118,6 +118,71 @@ def test_config_errors_name_the_problem(tmp_path):
         load_config(tmp_path / 'missing.yaml')
 
 
+_GOOD = {'model': {'depth_net': 'PackNetSlim01', 'width': 0.25, 'image_shape': [96, 320]},
+         'data': {'train': [{'type': 'kitti', 'path': 'drive', 'targets': [1, 2, 3]}], 'batch_size': 2},
+         'trainer': {'max_epochs': 1}}
+
+
+def _with(key: str, value) -> dict:
+    cfg = json.loads(json.dumps(_GOOD))
+    node = cfg
+    *path, last = key.split('.')
+    for p in path:
+        node = node[int(p)] if p.isdigit() else node.setdefault(p, {})
+    node[int(last) if last.isdigit() else last] = value
+    return cfg
+
+
+@pytest.mark.parametrize('key,value,text', [
+    ('data.batch_size', 'four', "data.batch_size is 'four' (str), expected int"),
+    ('model.image_shape', 96, 'model.image_shape is 96 (int), expected list of int'),
+    ('model.image_shape', [96, 'x'], "model.image_shape is [96, 'x'] (list), expected list of int"),
+    ('model', 5, 'model is 5 (int), expected a mapping of keys to values'),
+    ('data.train.0.targets', '1,2', "data.train[0].targets is '1,2' (str), expected list of int or None"),
+    ('data.train.0', 'kitti', "data.train[0] is 'kitti' (str), expected a mapping"),
+    ('trainer.max_epochs', 'one', "trainer.max_epochs is 'one' (str), expected int"),
+    ('data.augment', 'yes please', "data.augment is 'yes please' (str), expected bool"),
+    ('optim.lr', [1], 'optim.lr is [1] (list), expected float'),
+])
+def test_config_types_are_checked_when_loaded(tmp_path, key, value, text):
+    path = tmp_path / 'bad.yaml'
+    path.write_text(yaml.safe_dump(_with(key, value)))
+    with pytest.raises(ValueError) as exc:
+        load_config(path)
+    assert str(exc.value).startswith(f'{path}: {text}'), str(exc.value)
+
+
+def test_config_overrides_and_yaml_syntax_errors(tmp_path):
+    path = tmp_path / 'cfg.yaml'
+    path.write_text(yaml.safe_dump(_GOOD))
+    with pytest.raises(ValueError, match=r"cfg.yaml: optim.lr is 'abc' \(str\), expected float$"):
+        load_config(path, {'optim.lr': 'abc'})
+    with pytest.raises(ValueError, match=r'cannot set model.width.x: model.width is 0.25, not a section'):
+        load_config(path, {'model.width.x': 1})
+    # YAML 1.1 reads 2e-4 (no dot) as a string: accepted as the float it means; ints as floats
+    cfg = load_config(path, {'optim.lr': '2e-4', 'model.max_depth': 80})
+    assert cfg.optim.lr == 2e-4 and isinstance(cfg.model.max_depth, float)
+    path.write_text('model:\n  width: 0.25\n image_shape: [96, 320\n')
+    with pytest.raises(ValueError) as exc:
+        load_config(path)
+    assert str(exc.value).startswith(f'{path}:3:2: YAML syntax error: ') and '\n' not in str(exc.value)
+
+
+def test_cli_train_config_errors_exit_2_before_training(tmp_path, capsys):
+    from packnet_ros.apps.cli import main
+    path = tmp_path / 'cfg.yaml'
+    cases = [(yaml.safe_dump(_with('data.batch_size', 'four')), [], "data.batch_size is 'four' (str), expected int"),
+             (yaml.safe_dump(_GOOD), ['--set', 'optim.lr=abc'], "optim.lr is 'abc' (str), expected float"),
+             ('data: {train: [\n', [], 'YAML syntax error')]
+    for text, extra, message in cases:
+        path.write_text(text)
+        rc = main(['train', '--config', str(path), '--out', str(tmp_path / 'run'), *extra])
+        err = capsys.readouterr().err
+        assert rc == 2 and 'Traceback' not in err and len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f'packnet-ros train: error: {path}') and message in err, err
+        assert not (tmp_path / 'run').exists()
+
+
 def test_shipped_training_configs_load():
     shapes = {'overfit_kitti_tiny': [96, 320], 'train_udacity_heldout': [192, 640], 'train_default': [192, 640]}
     for name, shape in shapes.items():

@@ -188,13 +188,19 @@ def _topic_sources(args) -> list[Source]:
 
 def _check_topics(bag: Path, needed: dict[str, str]) -> dict[str, str]:
     """Raise a user error naming the bag's topics when one of ``needed`` ({topic: role}) is absent."""
-    from ..io.bag import bag_topics_any
+    from ..io.bag import CorruptBagError, bag_topics_any
     try:
         available = bag_topics_any(bag)
-    except FileNotFoundError:
+    except CorruptBagError as exc:
+        raise _user_error(str(exc)) from None
+    except FileNotFoundError as exc:
+        if bag.is_dir():  # a folder with neither metadata.yaml nor .mcap files
+            raise _user_error(f'cannot read the bag {bag}: not a rosbag2 folder (no metadata.yaml, no .mcap '
+                              f'file): {str(exc).splitlines()[0]}') from None
         raise
     except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's input problem
-        raise _user_error(f'cannot read the bag {bag}: {type(exc).__name__}: {exc}') from None
+        first = f'{type(exc).__name__}: {exc}'.splitlines()[0]
+        raise _user_error(f'cannot read the bag {bag}: corrupt or not a rosbag2 recording ({first})') from None
     missing = [f'{t} ({role})' for t, role in needed.items() if t not in available]
     if missing:
         listing = '\n'.join(f'    {t}  [{ty}]' for t, ty in sorted(available.items())) or '    (none)'

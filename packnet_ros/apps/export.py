@@ -107,8 +107,9 @@ def _plain_layout(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def _cmd_export(args) -> int:
+    asked = parse_size(args.shape, '--shape', 32) if args.shape else None  # before the (slow) load
     net, spec, source = load_for_export(args.checkpoint)
-    shape = parse_size(args.shape, '--shape', 32) if args.shape else tuple(spec.image_shape)
+    shape = asked or tuple(spec.image_shape)
     out = args.out or f'{spec.label}_{shape[1]}x{shape[0]}.{"onnx" if args.format == "onnx" else "pt"}'
     if args.format == 'onnx':
         report = export_onnx(net, shape, out, args.opset, args.backend, args.dynamo)

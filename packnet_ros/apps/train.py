@@ -6,13 +6,13 @@ from .args import parse_key_values
 
 def _cmd_train(args) -> int:
     from ..training.config import load_config
-    from ..training.train import train
     overrides = parse_key_values(args.set, '--set')
     if args.max_epochs is not None:
         overrides['trainer.max_epochs'] = args.max_epochs
     if args.seed is not None:
         overrides['seed'] = args.seed
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides)  # every key type-checked before training is imported
+    from ..training.train import train
     report = train(cfg, resume=args.resume, out_dir=args.out, progress=not args.no_progress)
     print(_summary(report))
     return 0

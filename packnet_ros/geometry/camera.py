@@ -23,14 +23,21 @@ def intrinsics_from_camera_info(k: Sequence[float], p: Sequence[float] | None = 
         (3, 3) float64 array.
 
     Raises:
-        ValueError: neither P nor K holds a calibration (fx == 0), i.e. an uncalibrated camera.
+        ValueError: neither P nor K holds a calibration (fx == 0), i.e. an uncalibrated
+            camera; or the chosen matrix has non-finite entries or a negative focal length.
     """
-    if p is not None and len(p) == 12 and float(p[0]) != 0.0:
+    use_p = p is not None and len(p) == 12 and float(p[0]) != 0.0
+    if use_p:
         K = np.asarray(p, dtype=np.float64).reshape(3, 4)[:, :3].copy()
     else:
         K = np.asarray(k, dtype=np.float64).reshape(3, 3).copy()
-    if K[0, 0] <= 0 or K[1, 1] <= 0:
+    which = 'P' if use_p else 'K'
+    if not np.isfinite(K).all():
+        raise ValueError(f'camera_info {which} has non-finite entries (NaN or Inf): {K.ravel().tolist()}')
+    if K[0, 0] == 0 or K[1, 1] == 0:
         raise ValueError('camera_info is uncalibrated (fx or fy is 0 in both P and K)')
+    if K[0, 0] < 0 or K[1, 1] < 0:
+        raise ValueError(f'camera_info {which} has a negative focal length (fx {K[0, 0]:g}, fy {K[1, 1]:g})')
     return K
 
 

@@ -307,11 +307,18 @@ def _register(ts, msgtype: str, encoding: str, text: str) -> None:
         pass
 
 
+class CorruptBagError(ValueError):
+    """A path that is not a readable rosbag2 recording: random bytes, another format, or an
+    MCAP file damaged before its first message."""
+
+
 def bag_topics_any(path: str | Path) -> dict[str, str]:
     """{topic: msgtype} of a bag, damaged MCAP bags included (their channels up to the damage).
 
     Raises:
         FileNotFoundError: no bag at ``path``.
+        CorruptBagError: rosbags cannot open it and a record-by-record scan of its MCAP
+            files finds no message (not an MCAP file, or damaged before the first message).
         rosbags errors for unreadable non-MCAP bags.
     """
     path = Path(path)
@@ -319,13 +326,24 @@ def bag_topics_any(path: str | Path) -> dict[str, str]:
         raise FileNotFoundError(f'no bag at {path}')
     try:
         return bag_topics(path)
-    except Exception:  # noqa: BLE001 - fall back on a scan of the MCAP records
+    except Exception as exc:  # noqa: BLE001 - fall back on a scan of the MCAP records
         if not mcap_files(path):
             raise
+        opened = f'{type(exc).__name__}: {exc}'.splitlines()[0]
     found: dict[str, str] = {}
+    damage = None
     try:
         for m in salvage_mcap(path, deserialize=False):
             found.setdefault(m.topic, m.msgtype)
-    except TruncatedBagError:
-        pass
+    except TruncatedBagError as exc:
+        damage = exc
+    if not found:
+        head = f'{path} is corrupt or not an MCAP/rosbag2 recording'
+        if damage is not None and isinstance(damage.__cause__, InvalidMagic):
+            bad = 'it' if path.is_file() else next((f.name for f in mcap_files(path) if str(f) in str(damage)),
+                                                    'its .mcap file')
+            raise CorruptBagError(f'{head}: {bad} does not start with the MCAP magic bytes '
+                                  f'(empty, random bytes or another format)')
+        why = f'damaged before its first message ({damage})' if damage is not None else 'no message in it'
+        raise CorruptBagError(f'{head}: rosbags cannot open it ({opened}); record by record: {why}')
     return found

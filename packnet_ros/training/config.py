@@ -5,7 +5,11 @@ paths inside ``data`` and ``output`` are resolved against the config file's fold
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,7 @@ class ModelConfig:
     version: str = '1A'
     width: float = 1.0
     pose_net: str = 'PoseNet'
-    image_shape: list = field(default_factory=lambda: [192, 640])
+    image_shape: list[int] = field(default_factory=lambda: [192, 640])
     max_depth: float = 80.0
     init_checkpoint: str = ''  # start from these weights (packnet_ros.weights syntax: default, a .ckpt path)
 
@@ -108,21 +112,165 @@ class TrainConfig:
         return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
 
 
-def _build(cls, data: dict, where: str):
+_SECTIONS = {'model': ModelConfig, 'loss': LossConfig, 'optim': OptimConfig, 'data': DataConfig,
+             'trainer': TrainerConfig}
+
+
+def _type_name(tp) -> str:
+    """Readable name of a type annotation: "int", "list of int", "str or None"."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return 'any value'
+    if tp is type(None):
+        return 'None'
+    if origin in (typing.Union, types.UnionType):
+        return ' or '.join(dict.fromkeys(_type_name(a) for a in typing.get_args(tp)))
+    if origin in (list, tuple, collections.abc.Sequence):
+        args = typing.get_args(tp)
+        return f'list of {_type_name(args[0])}' if args else 'list'
+    if tp in (list, tuple):
+        return 'list'
+    if tp is Path:
+        return 'str'  # a path is written as a string
+    return getattr(tp, '__name__', str(tp))
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _coerce(value, tp):
+    """``value`` checked against the annotation ``tp`` (ints accepted as floats, a float written
+    as "2e-4" -- a string to YAML 1.1 -- read as a float, numbers accepted as strings).
+
+    Raises:
+        _Mismatch: the value does not have that type.
+    """
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg)
+            except _Mismatch:
+                pass
+        raise _Mismatch
+    if tp is type(None):
+        if value is None:
+            return None
+        raise _Mismatch
+    if origin in (list, tuple, collections.abc.Sequence) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise _Mismatch
+        args = typing.get_args(tp)
+        return [_coerce(v, args[0]) for v in value] if args else list(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                raise _Mismatch from None
+            if math.isfinite(number):
+                return number
+        raise _Mismatch
+    if tp is str or tp is Path:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise _Mismatch
+    if isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        raise _Mismatch
+    return value  # an annotation this checker does not know: left to the code that uses it
+
+
+def _checked(value, tp, key: str, where: str):
+    try:
+        return _coerce(value, tp)
+    except _Mismatch:
+        raise ValueError(f'{where}: {key} is {value!r} ({type(value).__name__}), expected '
+                         f'{_type_name(tp)}') from None
+
+
+def _build(cls, data, where: str, prefix: str = ''):
+    """``cls`` (a config dataclass) from a mapping, every value checked against the field's
+    annotation; ``where`` is the file name and ``prefix`` the dotted key of ``data``."""
+    if not isinstance(data, dict):
+        raise ValueError(f'{where}: {prefix.rstrip(".") or "the top level"} is {data!r} '
+                         f'({type(data).__name__}), expected a mapping of keys to values')
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ValueError(f'unknown key(s) {unknown} in {where} (known: {sorted(known)})')
+        raise ValueError(f'unknown key(s) {unknown} in {where}{": " + prefix.rstrip(".") if prefix else ""} '
+                         f'(known: {sorted(known)})')
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
-        sub = {'model': ModelConfig, 'loss': LossConfig, 'optim': OptimConfig, 'data': DataConfig,
-               'trainer': TrainerConfig}.get(name) if cls is TrainConfig else None
-        kwargs[name] = _build(sub, value or {}, f'{where}.{name}') if sub else value
+        sub = _SECTIONS.get(name) if cls is TrainConfig else None
+        key = f'{prefix}{name}'
+        if sub:
+            kwargs[name] = _build(sub, {} if value is None else value, where, f'{key}.')
+        else:
+            kwargs[name] = _checked(value, hints[name], key, where)
+    if cls is DataConfig:
+        for part in ('train', 'val'):
+            for n, spec in enumerate(kwargs.get(part) or []):
+                _check_sequence(spec, f'{prefix}{part}[{n}]', where)
     return cls(**kwargs)
+
+
+def _check_sequence(spec, key: str, where: str) -> None:
+    """Types of a training sequence entry (``{type: kitti, path: ..., targets: [...]}``),
+    checked against the reader's constructor; unknown types and keys are left to
+    :func:`packnet_ros.data.load_sequences`, which names them."""
+    from ..io.bag_sequence import BagSequence
+    from ..io.kitti_sequence import KittiSequence
+    from ..io.video import VideoSequence
+    if not isinstance(spec, dict):
+        raise ValueError(f'{where}: {key} is {spec!r} ({type(spec).__name__}), expected a mapping '
+                         f'such as {{type: kitti, path: DRIVE, targets: [1, 2, 3]}}')
+    readers = {'kitti': (KittiSequence, 'drive'), 'bag': (BagSequence, 'bag_path'),
+               'video': (VideoSequence, 'video_path')}
+    kind = spec.get('type')
+    if not isinstance(kind, str) or kind not in readers:
+        return
+    reader, path_arg = readers[kind]
+    hints = typing.get_type_hints(reader.__init__)
+    hints.update(path=hints[path_arg], repeat=int)
+    if kind == 'video':
+        hints['intrinsics'] = hints['intrinsics_yaml']
+    for name, value in spec.items():
+        if name in hints and name != 'type':
+            spec[name] = _checked(value, hints[name], f'{key}.{name}', where)
+
+
+def _yaml_error(path: Path, exc: yaml.YAMLError) -> ValueError:
+    """One line for a YAML syntax error: file:line:column and the parser's complaint."""
+    mark = getattr(exc, 'problem_mark', None)
+    at = f':{mark.line + 1}:{mark.column + 1}' if mark is not None else ''
+    problem = getattr(exc, 'problem', None) or str(exc).splitlines()[0]
+    context = getattr(exc, 'context', None)
+    return ValueError(f'{path}{at}: YAML syntax error: {problem}{f" ({context})" if context else ""}')
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
     """Read a training YAML.
+
+    Every value is checked against its field's type (the dataclass annotations; sequence
+    entries against the reader's arguments) before anything else runs.
 
     Args:
         path: the YAML file.
@@ -130,25 +278,34 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: unknown keys or invalid values (the message names them).
+        ValueError: YAML syntax errors, unknown keys, values of the wrong type or invalid
+            values (the message names the dotted key, the value and what is expected).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'training config {path} not found')
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise _yaml_error(path, exc) from None
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise ValueError(f'{path}: expected a mapping at the top level')
     for key, value in (overrides or {}).items():
         node = data
         parts = key.split('.')
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
+        for n, p in enumerate(parts[:-1]):
+            if node.get(p) is None:
+                node[p] = {}
+            node = node[p]
+            if not isinstance(node, dict):
+                raise ValueError(f'{path}: cannot set {key}: {".".join(parts[:n + 1])} is {node!r}, not a section')
         node[parts[-1]] = value
-    cfg = _build(TrainConfig, data, path.name)
+    cfg = _build(TrainConfig, data, str(path))
     cfg.base_dir = str(path.resolve().parent)
     shape = cfg.model.image_shape
-    if len(shape) != 2 or shape[0] % 32 or shape[1] % 32:
-        raise ValueError(f'{path}: model.image_shape {shape} must be [H, W], multiples of 32')
+    if len(shape) != 2 or any(not isinstance(v, int) or isinstance(v, bool) or v <= 0 or v % 32 for v in shape):
+        raise ValueError(f'{path}: model.image_shape {shape} must be [H, W], positive multiples of 32')
     if not cfg.data.train:
         raise ValueError(f'{path}: data.train lists no sequences')
     return cfg
