@@ -155,7 +155,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
                                             'back to the camera image size', choices=('network', 'camera')),
     _P('publish_cloud', True, bool, 'Publish ~/points'),
     _P('cloud_fields', 'xyzrgb', str, 'xyz | xyzrgb (colour from the input image)', choices=('xyz', 'xyzrgb')),
-    _P('cloud_decimation', 1, int, 'Keep every N-th row and column of the depth image in the cloud', min=1),
+    _P('cloud_decimation', 1, int, 'Keep every N-th row and column of the depth image in the cloud', min=1,
+       max=64),
     # -- metric scale --
     _P('scale_source', 'model', str, 'model: trust the network (velocity-supervised) | fixed: multiply by '
                                      'fixed_scale | odometry: PoseNet translation vs odometry distance',

@@ -284,3 +284,58 @@ def test_every_received_frame_is_accounted_for_under_odometry_load(harness, driv
                  + (last.frames_dropped - base.frames_dropped))
     assert received >= 1 and accounted == received, (received, accounted)
     assert last.frames_processed - base.frames_processed >= 1
+
+
+def test_bad_intrinsics_and_corrupt_odometry_are_refused_with_a_reason(harness, drive, node):
+    h = harness
+    rgb = drive.image(1)
+    H, W = rgb.shape[:2]
+
+    def info_with(index, value):
+        def build(header):
+            info = make_camera_info(header, drive.K, W, H)
+            p = list(info.p)
+            p[index] = value
+            info.p = p
+            return info
+        return build
+
+    odom = h.publisher(Odometry, '/odom')
+    assert h.spin_until(lambda: odom.get_subscription_count() > 0, 30)
+    for speed in (3e8, 1e30):
+        msg = Odometry(header=make_header(_next_stamp[0], 'odom'), child_frame_id='base_link')
+        msg.twist.twist.linear.x = speed
+        odom.publish(msg)
+    sent = [_send(h, rgb, drive.K, info_msg=info_with(2, float('nan')), wait=False),  # NaN cx in P
+            _send(h, rgb, drive.K, info_msg=info_with(0, -721.5), wait=False)]      # negative fx in P
+    good = _send(h, rgb, drive.K)
+    for t in sent:
+        assert not h.by_stamp(f'{NODE}/depth', t), f'a frame with bad intrinsics {t} produced depth'
+    info = h.by_stamp(f'{NODE}/camera_info', good)[0]
+    assert np.all(np.isfinite(info.p)) and np.all(np.isfinite(info.k))
+    assert node.alive()
+    log = node.log.read_text()
+    for text in ('camera_info P has non-finite entries', 'camera_info P has a negative focal length (fx -721.5',
+                 'odometry speed 3e+08 m/s ignored'):
+        assert text in log, f'no warning mentioning {text!r} in the node log'
+
+
+def test_sigterm_stops_the_node_cleanly_mid_stream(tmp_path_factory, drive):
+    import signal
+    ns = '/term'
+    with _start(tmp_path_factory, 'term', namespace=ns) as proc, RosHarness('term_test') as h:
+        pub_image, pub_info = h.publisher(Image, f'{ns}/cam/image'), h.publisher(CameraInfo, f'{ns}/cam/info')
+        h.subscribe(DepthStats, f'{ns}{NODE}/stats')
+        assert h.spin_until(lambda: pub_image.get_subscription_count() > 0
+                            and h.node.count_publishers(f'{ns}{NODE}/stats') > 0, 120)
+        rgb = drive.image(0)
+        for k in range(3):
+            header = make_header(3_000_000_000 + k, FRAME_ID)
+            pub_info.publish(make_camera_info(header, drive.K, 1242, 375))
+            pub_image.publish(rgb_to_image_msg(rgb, header))
+            if k == 0:
+                assert h.spin_until(lambda: h.received[f'{ns}{NODE}/stats'], 60)
+        proc.proc.send_signal(signal.SIGTERM)  # while the later frames may still be in the worker
+        assert proc.proc.wait(60) == 0
+    log = proc.log.read_text()
+    assert 'Traceback' not in log and 'frame dropped' not in log, log

@@ -101,3 +101,29 @@ def test_declared_descriptors_follow_the_table(node):
         assert (d.read_only, d.description, d.additional_constraints) == (p.read_only, p.description,
                                                                           p.constraints()), p.name
         assert node.get_parameter(p.name).value == p.default or p.name in {s.name for s in SMALL} | {'scale_source'}
+
+
+def test_out_of_range_values_are_refused_at_runtime(node):
+    for name, value in (('cloud_decimation', 2 ** 63 - 1), ('max_depth_m', 0.0), ('fixed_scale', -1.0),
+                        ('scale.window', 0)):
+        result = node.set_parameters_atomically([Parameter(name, value=value)])
+        assert not result.successful and name in result.reason, (name, result.reason)
+
+
+@pytest.mark.parametrize('args, text', [
+    (['--params-file', '/nonexistent/packnet.yaml'], "Couldn't parse params file"),
+    (['--params-file', 'BAD_YAML'], "Couldn't parse params file"),
+    (['-p', 'max_depth_m:=5'], 'max_depth_m: expected a double (write 5.0, not 5)'),
+    (['-p', 'image_queue_size:=-1'], 'image_queue_size: -1 is out of range'),
+    (['-p', 'checkpoint:=/nonexistent/model.ckpt'], '/nonexistent/model.ckpt: no such file'),
+])
+def test_bad_start_up_input_is_one_line_and_exit_1(args, text, tmp_path):
+    bad_yaml = tmp_path / 'bad.yaml'
+    bad_yaml.write_text('packnet_node: [\n')
+    args = [str(bad_yaml) if a == 'BAD_YAML' else a for a in args]
+    p = subprocess.run([sys.executable, '-m', 'packnet_ros.ros.packnet_node', '--ros-args', *args],
+                       capture_output=True, text=True, timeout=300)
+    out = p.stdout + p.stderr
+    assert p.returncode == 1 and 'Traceback' not in out, out
+    lines = [ln for ln in out.splitlines() if 'cannot start' in ln]
+    assert len(lines) == 1 and text in lines[0], out

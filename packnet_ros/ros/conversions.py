@@ -125,8 +125,8 @@ def frame_from_msgs(image: Image, info: CameraInfo) -> FrameInput:
         raise FrameInputError(f'bad image: {exc}', f'bad_image_{exc.kind}') from None
     try:
         K = camera_info_to_K(info)
-    except ValueError as exc:
-        raise FrameInputError(f'bad camera_info: {exc}', 'bad_camera_info') from None
+    except ValueError as exc:  # throttled per kind of problem (first words), not per value
+        raise FrameInputError(f'bad camera_info: {exc}', 'bad_camera_info:' + ' '.join(str(exc).split()[:5])) from None
     H, W = rgb.shape[:2]
     if info.width and info.height and (info.width, info.height) != (W, H):
         raise FrameInputError(f'camera_info is for {info.width}x{info.height} but the image is {W}x{H}',
