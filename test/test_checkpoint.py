@@ -525,3 +525,12 @@ def test_model_spec_from_config_defaults():
                                   'datasets': {'augmentation': {'image_shape': [384, 1280]}}})
     assert (spec.version, spec.image_shape, spec.max_depth) == ('1B', (384, 1280), 50.0)
     assert ModelSpec.from_config(SMALL.to_config()) == SMALL  # to_config / from_config round trip
+
+
+def test_shipped_checkpoint_loads_with_plain_weights_only():
+    from packnet_ros.checkpoint import default_checkpoint_path
+    path = default_checkpoint_path()
+    if path is None:
+        pytest.skip('no default checkpoint installed')
+    raw = torch.load(path, map_location='cpu', weights_only=True)
+    assert raw['format'] and raw['metadata']['licence'] and isinstance(raw['metadata']['training']['hardware']['torch'], str)
