@@ -1,7 +1,7 @@
 """``packnet-ros <verb>``: one command line for the offline tools.
 
 Verbs: demo, bag (more are registered by their modules: evaluate, train, export,
-benchmark). Every verb exits non-zero with a message that says what to fix when its
+benchmark, infer). Every verb exits non-zero with a message that says what to fix when its
 input is wrong.
 """
 from __future__ import annotations
@@ -67,7 +67,8 @@ def _verb_registrars():
     """Verbs living in their own modules (imported lazily so one broken verb breaks no other)."""
     regs = []
     for mod, fn in (('packnet_ros.apps.evaluate', 'register'), ('packnet_ros.apps.train', 'register'),
-                    ('packnet_ros.apps.benchmark', 'register'), ('packnet_ros.apps.export', 'register')):
+                    ('packnet_ros.apps.benchmark', 'register'), ('packnet_ros.apps.export', 'register'),
+                    ('packnet_ros.apps.infer', 'register')):
         try:
             module = __import__(mod, fromlist=[fn])
         except ModuleNotFoundError as exc:

@@ -10,7 +10,7 @@ import numpy as np
 from ..jsonio import write_json
 from .metrics import format_bins_table, format_table
 from .scoring import EvalResult
-from .visualize import colorize_depth, error_map, panel, save_png
+from .visualize import DepthColormap, depth_picture, error_colorbar, error_map, panel, save_png, with_colorbar
 
 
 def modes_table(result: EvalResult, title: str | None = None) -> str:
@@ -95,16 +95,35 @@ def write_plots(result: EvalResult, out_dir: str | Path, results: Mapping[str, E
 
 def sample_panel(rgb: np.ndarray, pred: np.ndarray, gt: np.ndarray | None, title: str = '',
                  with_error: bool = True) -> np.ndarray:
-    """input | prediction | ground truth (| error map) stacked, at the GT/camera resolution."""
+    """input | prediction | ground truth (| error map) stacked, at the GT/camera resolution.
+
+    Prediction and ground truth share one colour mapping, normalised per frame as monodepth2
+    does (:class:`~packnet_ros.evaluation.visualize.DepthColormap`) on the ground truth's
+    depths (the prediction's without ground truth), so equal colours are equal depths; each
+    depth row has a colour bar in metres on the right, the error map its own bar.
+    """
+    import cv2
+
     from .scoring import resize_depth
     H, W = (gt.shape if gt is not None else rgb.shape[:2])
     pred_full = resize_depth(pred, (H, W), 1e4)
-    rows = [(f'input {title}'.strip(), rgb), ('prediction (m)', colorize_depth(pred_full))]
+    if rgb.shape[:2] != (H, W):
+        rgb = cv2.resize(rgb, (W, H), interpolation=cv2.INTER_AREA)
+    # One mapping for both depth rows: from the measured depth when there is ground truth (a
+    # network's artefact, e.g. a band of 0.5 m along the bottom rows, then shows as
+    # saturation instead of taking the colour range), else from the prediction as published.
+    has_gt = gt is not None and bool((np.isfinite(gt) & (gt > 0)).any())
+    cmap = DepthColormap.for_depth(gt if has_gt else pred)
+    beyond = cv2.resize(np.isposinf(pred).astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST) > 0
+    pred_vis = np.where(beyond, np.inf, pred_full)
+    rows = [(f'input {title}'.strip(), with_colorbar(rgb)),
+            ('prediction', depth_picture(pred_vis, cmap))]
     if gt is not None:
-        rows.append(('LiDAR ground truth', colorize_depth(gt, sparse=True)))
+        rows.append(('LiDAR ground truth (same colours)', depth_picture(gt, cmap, sparse=True)))
         if with_error:
-            rows.append(('abs rel error (green 0 .. red >= 0.3)', error_map(pred_full, gt)))
-    return panel(rows, width=W)
+            rows.append(('abs rel error |pred - gt| / gt', with_colorbar(error_map(pred_full, gt),
+                                                                         error_colorbar(H))))
+    return panel(rows)
 
 
 def bins_text(result: EvalResult) -> str:
