@@ -145,8 +145,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        pattern=r'auto|cpu|cuda(:[0-9]+)?', pattern_text='auto, cpu, cuda, cuda:N', read_only=True),
     _P('precision', 'auto', str, 'auto | fp32 | bf16 | fp16 (auto = fp16 on CUDA, bf16 on CPUs with native bf16)',
        choices=('auto', 'fp32', 'bf16', 'fp16'), read_only=True),
-    _P('backend', 'auto', str, 'auto | fast | eager | compile (auto = fast: exact folded packing layers)',
-       choices=('auto', 'fast', 'eager', 'compile'), read_only=True),
+    _P('backend', 'auto', str, 'auto | fast | eager | compile | openvino (auto = fast: exact folded packing '
+       'layers; on CPU openvino instead when installed, measured faster at start-up and within 1 % of fp32)',
+       choices=('auto', 'fast', 'eager', 'compile', 'openvino'), read_only=True),
     # -- outputs (runtime) --
     _P('max_depth_m', 80.0, float, 'Depth beyond this is published as +Inf (REP 117)',
        min=0.0, min_exclusive=True),
@@ -157,6 +158,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _P('cloud_fields', 'xyzrgb', str, 'xyz | xyzrgb (colour from the input image)', choices=('xyz', 'xyzrgb')),
     _P('cloud_decimation', 1, int, 'Keep every N-th row and column of the depth image in the cloud', min=1,
        max=64),
+    _P('refinement', 'none', str, 'none | guided | fgs | crf: edge-aware refinement of the depth with the RGB '
+                                  'image (guided filter, fast global smoother, dense CRF; see README Refinement)',
+       choices=('none', 'guided', 'fgs', 'crf'), read_only=True),
     # -- metric scale --
     _P('scale_source', 'model', str, 'model: trust the network (velocity-supervised) | fixed: multiply by '
                                      'fixed_scale | odometry: PoseNet translation vs odometry distance',
@@ -196,6 +200,39 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        read_only=True),
     _P('output_queue_size', 2, int, 'Depth of the reliable output publishers', min=1, read_only=True),
     _P('lazy', True, bool, 'Skip inference while no output topic has a subscriber'),
+    # -- navigation outputs: ~/scan, ~/obstacles (packnet_ros.postprocess.obstacles) --
+    _P('obstacles.target_frame', 'base_link', str, 'Frame of ~/scan and ~/obstacles (x forward, y left, z up, '
+                                                   'z = 0 on the ground; REP 103/105)', pattern=r'\S+',
+       pattern_text='a non-empty frame id'),
+    _P('obstacles.extrinsics_source', 'parameter', str,
+       'parameter: camera pose from obstacles.camera_* | tf: from /tf_static + /tf (needs tf2_msgs; '
+       'falls back to the parameters without it)', choices=('parameter', 'tf'), read_only=True),
+    _P('obstacles.camera_x_m', 0.0, float, 'Camera position in the target frame, x (forward), metres'),
+    _P('obstacles.camera_y_m', 0.0, float, 'Camera position in the target frame, y (left), metres'),
+    _P('obstacles.camera_z_m', 0.0, float, 'Camera position in the target frame, z (height above the ground), '
+                                           'metres'),
+    _P('obstacles.camera_roll_rad', 0.0, float, 'Camera body (x forward) roll in the target frame, radians',
+       min=-math.pi, max=math.pi),
+    _P('obstacles.camera_pitch_rad', 0.0, float, 'Camera body pitch in the target frame, radians '
+                                                 '(positive = looking down)', min=-math.pi, max=math.pi),
+    _P('obstacles.camera_yaw_rad', 0.0, float, 'Camera body yaw in the target frame, radians (positive = left)',
+       min=-math.pi, max=math.pi),
+    _P('obstacles.min_height_m', 0.2, float, 'Obstacle height band, lower edge above the ground (ground, '
+                                             'curbs below), metres'),
+    _P('obstacles.max_height_m', 2.0, float, 'Obstacle height band, upper edge (overhangs above), metres'),
+    _P('obstacles.max_range_m', 8.0, float, '~/obstacles: horizontal range limit (reliable depth), metres',
+       min=0.0, min_exclusive=True),
+    _P('obstacles.voxel_m', 0.1, float, '~/obstacles: voxel edge, one point (centroid) per voxel; 0 = off',
+       min=0.0),
+    _P('obstacles.ground_plane', False, bool, '~/obstacles: heights above a RANSAC-fitted ground plane '
+                                              '(scikit-learn) instead of z = 0'),
+    _P('obstacles.min_confidence', 0.0, float, '~/obstacles: drop points whose depth confidence is below this '
+                                               '(when the network gives one)', min=0.0, max=1.0),
+    _P('scan.angle_increment_deg', 0.5, float, '~/scan: degrees between beams', min=0.0, max=10.0,
+       min_exclusive=True),
+    _P('scan.range_min_m', 0.3, float, '~/scan: nearer returns are -Inf (REP 117), metres', min=0.0),
+    _P('scan.range_max_m', 8.0, float, '~/scan: farther returns are +Inf (REP 117), metres', min=0.0,
+       min_exclusive=True),
 )
 """Every packnet_node parameter, in declaration order."""
 del _P
@@ -231,7 +268,8 @@ def validate(values: Mapping[str, object]) -> list[str]:
     Returns:
         Error messages, empty when everything is valid. Cross-parameter checks:
         ``min_depth_m < max_depth_m`` when ``min_depth_m > 0``; ``input_height`` and
-        ``input_width`` both 0 (from the checkpoint) or both set.
+        ``input_width`` both 0 (from the checkpoint) or both set;
+        ``obstacles.min_height_m < obstacles.max_height_m``; ``scan.range_min_m < scan.range_max_m``.
     """
     errors = []
     bad = set()
@@ -249,6 +287,10 @@ def validate(values: Mapping[str, object]) -> list[str]:
         lo, hi = merged['min_depth_m'], merged['max_depth_m']
         if lo > 0 and lo >= hi:
             errors.append(f'min_depth_m: {lo!r} must be below max_depth_m ({hi!r}), or 0 to disable')
+    for lo_name, hi_name in (('obstacles.min_height_m', 'obstacles.max_height_m'),
+                             ('scan.range_min_m', 'scan.range_max_m')):
+        if not bad & {lo_name, hi_name} and not merged[lo_name] < merged[hi_name]:
+            errors.append(f'{lo_name}: {merged[lo_name]!r} must be below {hi_name} ({merged[hi_name]!r})')
     if not bad & {'input_height', 'input_width'}:
         h, w = merged['input_height'], merged['input_width']
         if (h == 0) != (w == 0):

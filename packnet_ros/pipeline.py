@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 
@@ -43,6 +43,9 @@ from .odometry import SpeedTrack
 from .online import OnlineProcessor, ScaleSettings
 from .pointcloud import decimate, depth_to_xyz, make_cloud_array
 from .scale import ScaleStatus
+
+if TYPE_CHECKING:  # the navigation stages import this module
+    from .postprocess.obstacles import LaserScanData, ObstacleCloud
 
 T = TypeVar('T')
 OUTPUT_RESOLUTIONS = ('network', 'camera')
@@ -138,6 +141,8 @@ class FrameState:
     cloud: np.ndarray | None = None
     confidence: np.ndarray | None = None
     timings_ms: dict = field(default_factory=dict)
+    scan: LaserScanData | None = None
+    obstacles: ObstacleCloud | None = None
 
 
 @dataclass
@@ -156,6 +161,10 @@ class FrameOutput:
         weights_version: version of the weights that ran (online adaptation swaps).
         timings_ms: per stage (``preprocess_ms``, ``inference_ms``, ``scale_ms``,
             ``depth_ms``, ``cloud_ms``, ...) and ``total_ms``.
+        scan: planar scan in the vehicle frame (``ScanStage``,
+            :class:`packnet_ros.postprocess.obstacles.LaserScanData`), or None when not built.
+        obstacles: obstacle points in the vehicle frame (``ObstacleStage``,
+            :class:`packnet_ros.postprocess.obstacles.ObstacleCloud`), or None when not built.
     """
 
     depth: np.ndarray
@@ -166,6 +175,8 @@ class FrameOutput:
     scale_status: ScaleStatus | None
     weights_version: int
     timings_ms: dict
+    scan: LaserScanData | None = None
+    obstacles: ObstacleCloud | None = None
 
     def depth_summary(self) -> dict:
         """``valid_ratio`` (finite pixels / all) and finite depth ``min_m``, ``median_m``,
@@ -342,7 +353,7 @@ class DepthPipeline:
         state.timings_ms['total_ms'] = 1e3 * (time.perf_counter() - t0)
         return FrameOutput(_needs(state.depth, 'depth', 'output'), state.K, _needs(state.rgb, 'the image', 'output'),
                            state.cloud, state.scale, state.scale_status,
-                           self.online.weights_version, state.timings_ms)
+                           self.online.weights_version, state.timings_ms, state.scan, state.obstacles)
 
     def stop(self) -> None:
         """Stop background work (the adaptation worker)."""

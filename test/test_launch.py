@@ -178,8 +178,12 @@ def test_rviz_node(description):
     assert rviz_file.is_file()
     cfg = yaml.safe_load(rviz_file.read_text())
     displays = cfg['Visualization Manager']['Displays']
-    clouds = [d for d in displays if d['Class'] == 'rviz_default_plugins/PointCloud2']
-    assert len(clouds) == 1 and clouds[0]['Topic']['Value'] == '/packnet_node/points'
+    clouds = {d['Topic']['Value']: d for d in displays if d['Class'] == 'rviz_default_plugins/PointCloud2'}
+    assert set(clouds) == {'/packnet_node/points', '/packnet_node/obstacles'}
+    scans = [d for d in displays if d['Class'] == 'rviz_default_plugins/LaserScan']
+    assert len(scans) == 1 and scans[0]['Topic']['Value'] == '/packnet_node/scan'
+    for nav in (clouds['/packnet_node/obstacles'], scans[0]):  # published with sensor-data QoS
+        assert nav['Topic']['Reliability Policy'] == 'Best Effort'
     images = {d['Topic']['Value'] for d in displays if d['Class'] == 'rviz_default_plugins/Image'}
     assert '/packnet_node/depth' in images
 

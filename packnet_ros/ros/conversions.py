@@ -8,7 +8,7 @@ also used to write bags (serialised with ``rclpy.serialization``).
 from __future__ import annotations
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, Image, LaserScan, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from ..geometry import intrinsics_from_camera_info
@@ -149,3 +149,46 @@ def output_msgs(out: FrameOutput, header: Header, info: CameraInfo, info_wanted:
 __all__ = ['FrameInputError', 'camera_info_to_K', 'cloud_to_msg', 'decode_image_msg', 'depth_msg_to_meters',
            'depth_to_image_msg', 'frame_from_msgs', 'image_msg_to_rgb', 'make_camera_info', 'make_header',
            'output_msgs', 'resized_camera_info', 'rgb_to_image_msg', 'stamp_to_ns']
+
+
+# -- navigation outputs (~/scan, ~/obstacles) ------------------------------------------------
+def laser_scan_to_msg(scan, header: Header) -> LaserScan:
+    """:class:`packnet_ros.postprocess.obstacles.LaserScanData` -> sensor_msgs/LaserScan.
+
+    ``header`` gives the stamp (the input image's); its ``frame_id`` is replaced by the
+    scan's target frame when the scan names one. Ranges keep REP 117 marking (+Inf / -Inf,
+    never NaN); ``time_increment`` and ``scan_time`` are 0 (all beams from one exposure);
+    no intensities."""
+    h = Header(stamp=header.stamp, frame_id=scan.frame_id or header.frame_id)
+    return LaserScan(header=h, angle_min=float(scan.angle_min), angle_max=float(scan.angle_max),
+                     angle_increment=float(scan.angle_increment), time_increment=0.0, scan_time=0.0,
+                     range_min=float(scan.range_min), range_max=float(scan.range_max),
+                     ranges=np.asarray(scan.ranges, dtype=np.float32).tolist(), intensities=[])
+
+
+def points_to_cloud_msg(points: np.ndarray, header: Header, frame_id: str = '') -> PointCloud2:
+    """(N, 3) points -> unorganized PointCloud2 (height 1, width N, float32 x, y, z at
+    offsets 0, 4, 8, little-endian, ``is_dense`` true when every point is finite).
+
+    ``header`` gives the stamp; ``frame_id`` (when given) replaces its frame.
+
+    Raises:
+        ValueError: ``points`` is not (N, 3).
+    """
+    p = np.asarray(points, dtype='<f4')
+    if p.ndim != 2 or p.shape[1] != 3:
+        raise ValueError(f'points must be (N, 3), got {p.shape}')
+    h = Header(stamp=header.stamp, frame_id=frame_id or header.frame_id)
+    fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, n in enumerate('xyz')]
+    return PointCloud2(header=h, height=1, width=len(p), fields=fields, is_bigendian=False, point_step=12,
+                       row_step=12 * len(p), data=np.ascontiguousarray(p).tobytes(),
+                       is_dense=bool(np.isfinite(p).all()))
+
+
+def obstacles_to_msg(obstacles, header: Header) -> PointCloud2:
+    """:class:`packnet_ros.postprocess.obstacles.ObstacleCloud` -> unorganized PointCloud2 in
+    its target frame with the stamp of ``header`` (:func:`points_to_cloud_msg`)."""
+    return points_to_cloud_msg(obstacles.points, header, obstacles.frame_id)
+
+
+__all__ += ['laser_scan_to_msg', 'obstacles_to_msg', 'points_to_cloud_msg']
