@@ -21,7 +21,16 @@ from ..evaluation.scoring import EvalSettings
 from ..evaluation.visualize import birds_eye, save_png
 from ..msgdata import header_ns
 from ..pointcloud import cloud_msg_to_arrays, depth_to_xyz
+from ..postprocess.obstacles import camera_pose_matrix
 from ..weights import resolve_weights
+
+KITTI_CAMERA_POSE = {'obstacles.camera_x_m': 0.27, 'obstacles.camera_y_m': 0.0, 'obstacles.camera_z_m': 1.65,
+                     'obstacles.camera_roll_rad': 0.0, 'obstacles.camera_pitch_rad': 0.0,
+                     'obstacles.camera_yaw_rad': 0.0}
+"""The left colour camera of the KITTI recording car in ``base_link`` (on the ground below the
+Velodyne): 1.65 m above the road, 0.27 m ahead (KITTI sensor setup, Geiger et al. 2013)."""
+_POSE_KEYS = ('obstacles.camera_x_m', 'obstacles.camera_y_m', 'obstacles.camera_z_m', 'obstacles.camera_roll_rad',
+              'obstacles.camera_pitch_rad', 'obstacles.camera_yaw_rad')
 
 
 def _latency_rows(stats: list, e2e: dict) -> str:
@@ -67,8 +76,9 @@ def run_demo(data: str | Path, out: str | Path, checkpoint: str = 'default', dev
     topics = BagTopics()
     settings = EvalSettings()
     samples = SampleWriter(out / 'frames')
-    params = node_params_for(resolved.choice.node_value, device, precision)
+    params = dict(node_params_for(resolved.choice.node_value, device, precision), **KITTI_CAMERA_POSE)
     result, report = run_live(in_bag, topics, params, out, settings, label='packnet_node', samples=samples,
+                              outputs=('depth', 'camera_info', 'points', 'stats', 'scan', 'obstacles'),
                               domain_id=domain_id, frame_timeout_s=frame_timeout_s,
                               say=lambda text: print(f'[demo] {text}', flush=True),
                               progress=lambda r: print(f'[demo]   frame {r.frames_sent}/{len(drive.frames)} '
@@ -116,7 +126,9 @@ def _read_stats(bag: Path) -> list:
 
 
 def _write_birds_eye(out_bag: Path, drive, path: Path) -> None:
-    """Bird's-eye view of the middle frame's predicted cloud with that frame's LiDAR on top."""
+    """Bird's-eye view of the middle frame: the predicted cloud (image colours), that frame's
+    LiDAR (green), the obstacle cloud (red) and the scan returns (cyan), all in the camera's
+    optical frame seen from above."""
     from ..io.bag import iter_messages
     clouds = list(iter_messages(out_bag, ['/packnet_node/points']))
     if not clouds:
@@ -128,4 +140,20 @@ def _write_birds_eye(out_bag: Path, drive, path: Path) -> None:
     for i in drive.frames:
         if drive.timestamp_ns(i) == stamp and drive.has_gt(i):
             lidar = depth_to_xyz(drive.gt_depth(i), drive.K)
-    save_png(path, birds_eye(points, colours, overlay=lidar))
+    T_optical_target = np.linalg.inv(camera_pose_matrix(*(KITTI_CAMERA_POSE[k] for k in _POSE_KEYS)))
+    overlays = []
+    for msg in (x.msg for x in iter_messages(out_bag, ['/packnet_node/obstacles']) if header_ns(x.msg) == stamp):
+        obstacles, _ = cloud_msg_to_arrays(msg)
+        overlays.append((_transform(T_optical_target, obstacles), (255, 60, 60), 2))
+    for msg in (x.msg for x in iter_messages(out_bag, ['/packnet_node/scan']) if header_ns(x.msg) == stamp):
+        r = np.asarray(msg.ranges, dtype=np.float64)
+        a = msg.angle_min + msg.angle_increment * np.arange(r.size)
+        hits = np.stack([r * np.cos(a), r * np.sin(a), np.zeros_like(r)], -1)[np.isfinite(r)]
+        overlays.append((_transform(T_optical_target, hits), (60, 230, 255), 3))
+    save_png(path, birds_eye(points, colours, overlay=lidar, overlays=overlays))
+
+
+def _transform(T: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(..., 3) points mapped by the 4x4 ``T`` -> (N, 3)."""
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    return p @ T[:3, :3].T + T[:3, 3]

@@ -283,7 +283,8 @@ def panel(rows: list[tuple[str, np.ndarray]], width: int | None = None) -> np.nd
 
 def birds_eye(points: np.ndarray, colors: np.ndarray | None = None, x_range=(-20.0, 20.0),
               z_range=(0.0, 60.0), resolution: float = 0.1, height_range=(-3.0, 1.5),
-              overlay: np.ndarray | None = None, overlay_color=(60, 255, 60)) -> np.ndarray:
+              overlay: np.ndarray | None = None, overlay_color=(60, 255, 60),
+              overlays: Sequence[tuple[np.ndarray, tuple[int, int, int], int]] = ()) -> np.ndarray:
     """Top-down image of optical-frame points (x right, z forward), camera at the bottom centre.
 
     Args:
@@ -292,6 +293,8 @@ def birds_eye(points: np.ndarray, colors: np.ndarray | None = None, x_range=(-20
             (-y, turbo colour map over ``height_range``).
         resolution: metres per pixel.
         overlay: optional (..., 3) reference points (e.g. LiDAR) drawn on top in ``overlay_color``.
+        overlays: further (points (..., 3) in the same optical frame, RGB colour, dot radius in
+            pixels) drawn on top in order (e.g. the obstacle cloud and the scan returns).
 
     Returns:
         RGB image with 10 m range rings.
@@ -324,6 +327,14 @@ def birds_eye(points: np.ndarray, colors: np.ndarray | None = None, x_range=(-20
         qv = (H - 1 - (q[:, 2] - z_range[0]) / resolution).astype(np.int64)
         ok_q = (qu >= 0) & (qu < W) & (qv >= 0) & (qv < H)
         img[qv[ok_q], qu[ok_q]] = overlay_color
+    for pts, color, radius in overlays:
+        q = np.asarray(pts, dtype=np.float64).reshape(-1, 3)
+        q = q[np.isfinite(q).all(1)]
+        qu = ((q[:, 0] - x_range[0]) / resolution).astype(np.int64)
+        qv = (H - 1 - (q[:, 2] - z_range[0]) / resolution).astype(np.int64)
+        ok_q = (qu >= 0) & (qu < W) & (qv >= 0) & (qv < H)
+        for a, b in zip(qu[ok_q], qv[ok_q]):
+            cv2.circle(img, (int(a), int(b)), radius, color, -1)
     cv2.drawMarker(img, cam, (255, 255, 255), cv2.MARKER_TRIANGLE_UP, 12, 2)
     return img
 

@@ -42,7 +42,9 @@ def run_live(bag: str | Path, topics: BagTopics, node_params: dict, out_dir: str
              say: Callable[[str], None] | None = None,
              progress: Callable[[ReplayReport], None] | None = None,
              node_name: str = 'packnet_node', replays: int = 1,
-             max_rate_hz: float = 0.0) -> tuple[EvalResult, ReplayReport]:
+             max_rate_hz: float = 0.0,
+             outputs: tuple[str, ...] = ('depth', 'camera_info', 'points', 'stats')
+             ) -> tuple[EvalResult, ReplayReport]:
     """Replay ``bag`` into a fresh ``packnet_node`` process and score what it published.
 
     Args:
@@ -63,6 +65,9 @@ def run_live(bag: str | Path, topics: BagTopics, node_params: dict, out_dir: str
             is the last replay's.
         max_rate_hz: publish images no faster than this (a camera's rate; 0 = as soon as
             the previous frame is answered).
+        outputs: the node's outputs to record (keys of
+            :data:`packnet_ros.ros.replay.OUTPUT_TYPES`; "scan" and "obstacles" make the node
+            compute its navigation outputs).
 
     Returns:
         (the scored result, the replay report). Frames the node did not answer and read
@@ -84,7 +89,8 @@ def run_live(bag: str | Path, topics: BagTopics, node_params: dict, out_dir: str
         report = replay_into_node(bag, out_bag, topics.image, [topics.camera_info, topics.odom],
                                   node_name=f'/{node_name}', node_process=node,
                                   frame_timeout_s=frame_timeout_s, startup_timeout_s=startup_timeout_s,
-                                  progress=progress, replays=replays, max_rate_hz=max_rate_hz)
+                                  progress=progress, replays=replays, max_rate_hz=max_rate_hz,
+                                  outputs=outputs)
     if say:
         say(f'output bag {out_bag}: ' + ', '.join(f'{t} x{n}' for t, n in report.counts.items()))
     report.replay_results = []

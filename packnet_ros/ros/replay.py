@@ -25,8 +25,11 @@ from ..msgdata import header_ns
 from .harness import RELIABLE, SENSOR, NodeProcess, RosHarness, message_class
 
 OUTPUT_TYPES = {'depth': 'sensor_msgs/msg/Image', 'camera_info': 'sensor_msgs/msg/CameraInfo',
-                'points': 'sensor_msgs/msg/PointCloud2', 'stats': 'packnet_ros/msg/DepthStats'}
+                'points': 'sensor_msgs/msg/PointCloud2', 'stats': 'packnet_ros/msg/DepthStats',
+                'scan': 'sensor_msgs/msg/LaserScan', 'obstacles': 'sensor_msgs/msg/PointCloud2'}
 """The node's outputs and their message types."""
+BEST_EFFORT_OUTPUTS = ('scan', 'obstacles')
+"""Outputs the node publishes with sensor-data QoS (best effort, as Nav2 subscribes)."""
 
 
 @dataclass
@@ -129,7 +132,8 @@ class BagReplayer:
                 self.report.e2e_ms.setdefault(t, {})[short] = 1e3 * (time.perf_counter() - self._sent_at[t])
             if self._writer is not None:
                 self._writer.write(topic, msgtype, self._sim_now, raw)
-        self.ros.subscribe(message_class(msgtype), topic, RELIABLE, callback=on_raw, raw=True, keep=False)
+        qos = SENSOR if short in BEST_EFFORT_OUTPUTS else RELIABLE
+        self.ros.subscribe(message_class(msgtype), topic, qos, callback=on_raw, raw=True, keep=False)
 
     def _on_stats(self, msg) -> None:
         t = header_ns(msg)
