@@ -23,7 +23,7 @@ setup(
         ('share/' + PACKAGE + '/config', glob('config/*')),
     ],
     python_requires='>=3.10',
-    install_requires=['numpy', 'opencv-python-headless', 'torch', 'PyYAML', 'rosbags', 'mcap'],
+    install_requires=['numpy', 'opencv-contrib-python-headless', 'torch', 'PyYAML', 'rosbags', 'mcap'],
     extras_require={
         'test': ['pytest'],
         'train': ['lightning', 'tensorboard'],

@@ -18,6 +18,8 @@ export VIRTUAL_ENV="$VENV" AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 echo "[setup] installing requirements (ROS 2 wheels, torch==2.13.0, ...)"
+# opencv-contrib-python-headless replaces the plain wheel (both provide cv2; an older venv has the plain one)
+"$PY" -m pip uninstall -q -y opencv-python-headless opencv-python >/dev/null 2>&1 || true
 "$PY" -m pip install -q -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
 "$PY" -c "import torch, rclpy; assert torch.__version__.startswith('2.13.0'), torch.__version__" \
   || { echo "[setup] ERROR: torch 2.13.0 / rclpy not importable after install" >&2; exit 1; }

@@ -4,7 +4,9 @@ Follows packnet-sfm's ``evaluate_depth``: the prediction is resized to the groun
 truth's resolution (bilinear, align_corners=True), then scored per frame with
 :func:`compute_depth_metrics` in two modes, ``metric`` (as published, tells whether the
 scale is right) and ``median`` (median-scaled, the standard monocular comparison), and
-averaged over frames.
+averaged over frames. Next to them, ``edge_abs_rel`` (:mod:`.edges`): abs_rel over the
+ground-truth pixels near depth discontinuities, pixel-weighted over frames
+(``n_edge_pixels``).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from ..jsonio import json_safe
+from .edges import depth_edge_mask, edge_abs_rel
 from .metrics import METRIC_NAMES, NoValidPixels, aggregate, compute_depth_metrics
 
 MODES = ('metric', 'median')
@@ -80,7 +83,7 @@ class EvalResult:
 
     def to_json(self) -> dict:
         """JSON document: top-level keys are the metric-mode values (abs_rel ... a3,
-        scale_ratio, n_frames, n_pixels, bins), ``median_scaled`` holds the same keys for
+        scale_ratio, n_frames, n_pixels, bins, edge_abs_rel, n_edge_pixels), ``median_scaled`` holds the same keys for
         median scaling, plus ``settings``, ``counts`` and ``label``."""
         doc = dict(self.metric)
         doc['median_scaled'] = dict(self.median)
@@ -101,7 +104,9 @@ class Evaluator:
     def __init__(self, settings: EvalSettings | None = None, label: str = ''):
         self.settings = settings or EvalSettings()
         self.label = label
-        self._frames = {m: [] for m in MODES}
+        self._frames: dict[str, list] = {m: [] for m in MODES}
+        self._edge_sum: dict[str, float] = {m: 0.0 for m in MODES}  # sum of per-pixel abs_rel at edges
+        self._edge_n: dict[str, int] = {m: 0 for m in MODES}  # edge pixels
         self.per_frame: list[dict] = []
         self.counts: Counter = Counter()
 
@@ -122,7 +127,7 @@ class Evaluator:
             return None
         s = self.settings
         pred = resize_depth(pred, gt.shape, s.max_depth)
-        row = {'index': len(self.per_frame) if index is None else index, 'stamp_ns': int(stamp_ns)}
+        row: dict = {'index': len(self.per_frame) if index is None else index, 'stamp_ns': int(stamp_ns)}
         try:
             results = {m: compute_depth_metrics(pred, gt, s.min_depth, s.max_depth, s.crop,
                                                 median_scaling=(m == 'median'), bins=s.bins)
@@ -130,10 +135,17 @@ class Evaluator:
         except NoValidPixels:
             self.skip('no valid ground-truth pixel (after crop and range)')
             return None
+        edges = depth_edge_mask(gt)
         for m, fm in results.items():
             self._frames[m].append(fm)
             for k in METRIC_NAMES:
                 row[f'{m}_{k}'] = getattr(fm, k)
+            scale = results['metric'].scale_ratio if m == 'median' else 1.0
+            e_abs, e_n = edge_abs_rel(pred, gt, edges, s.min_depth, s.max_depth, s.crop, scale)
+            row[f'{m}_edge_abs_rel'] = e_abs
+            if e_n:
+                self._edge_sum[m] += e_abs * e_n
+                self._edge_n[m] += e_n
         row['scale_ratio'] = results['metric'].scale_ratio
         row['n_pixels'] = results['metric'].n_pixels
         row['n_pred_invalid'] = results['metric'].n_pred_invalid
@@ -143,8 +155,11 @@ class Evaluator:
     def result(self) -> EvalResult:
         counts = dict(self.counts)
         counts['frames_scored'] = len(self.per_frame)
-        return EvalResult(self.settings, {m: aggregate(f) for m, f in self._frames.items()},
-                          list(self.per_frame), counts, self.label)
+        modes = {m: aggregate(f) for m, f in self._frames.items()}
+        for m, n in self._edge_n.items():
+            modes[m]['edge_abs_rel'] = self._edge_sum[m] / n if n else float('nan')
+            modes[m]['n_edge_pixels'] = n
+        return EvalResult(self.settings, modes, list(self.per_frame), counts, self.label)
 
 
 __all__ = ['MODES', 'EvalSettings', 'EvalResult', 'Evaluator', 'resize_depth']

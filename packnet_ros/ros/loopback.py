@@ -49,7 +49,8 @@ def node_frame_overhead(pipeline: DepthPipeline, repeats: int, rgb: np.ndarray |
 
     Returns:
         {step: {median_ms, p90_ms, mean_ms, min_ms, n}} for ``image_msg_to_array``, each
-        pipeline stage except the network (``preprocess``, ``scale``, ``depth``, ``cloud``)
+        pipeline stage except the network (``preprocess``, ``scale``, ``depth``, ``refine`` when
+        the pipeline has a refinement stage, ``cloud``)
         and ``output_messages``; ``network_median_ms`` (excluded from the total);
         ``total_median_ms`` (sum of the medians outside the network); ``frame``.
     """
@@ -73,8 +74,9 @@ def node_frame_overhead(pipeline: DepthPipeline, repeats: int, rgb: np.ndarray |
         t = out.timings_ms
         steps['image_msg_to_array'].append(1e3 * (t1 - t0))
         steps['preprocess'].append(t['preprocess_ms'])
-        for name in ('scale', 'depth', 'cloud'):
-            steps[name].append(t[f'{name}_ms'])
+        for name in ('scale', 'depth', 'refine', 'cloud'):  # refine: only when a refinement stage is inserted
+            if f'{name}_ms' in t:
+                steps.setdefault(name, []).append(t[f'{name}_ms'])
         steps['output_messages'].append(1e3 * (t3 - t2))
         network.append(t['inference_ms'])
     result: dict = {name: _summary(v) for name, v in steps.items()}
