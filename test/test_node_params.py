@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import rclpy
 from rclpy.parameter import Parameter
@@ -79,8 +80,15 @@ def test_every_runtime_parameter_reaches_the_pipeline(node):
            'scale.min_speed_mps': 0.5, 'scale.max_odom_gap_s': 0.3, 'scale.max_frame_gap_s': 0.7,
            'scale.outlier_k': 2.5, 'adaptation.max_steps_per_frame': 1.0, 'adaptation.spike_factor': 4.0,
            'adaptation.save_path': '/tmp/adapted.ckpt', 'lazy': False}
+    nav = {'obstacles.target_frame': 'odom', 'obstacles.camera_x_m': 0.3, 'obstacles.camera_y_m': 0.1,
+           'obstacles.camera_z_m': 1.5, 'obstacles.camera_roll_rad': 0.01, 'obstacles.camera_pitch_rad': 0.02,
+           'obstacles.camera_yaw_rad': 0.03, 'obstacles.min_height_m': 0.3, 'obstacles.max_height_m': 1.9,
+           'obstacles.max_range_m': 6.0, 'obstacles.voxel_m': 0.2, 'obstacles.ground_plane': True,
+           'obstacles.min_confidence': 0.5, 'scan.angle_increment_deg': 1.0, 'scan.range_min_m': 0.5,
+           'scan.range_max_m': 7.0}
     runtime = {p.name for p in PARAMETERS if not p.read_only}
-    assert set(new) == runtime  # this test covers every runtime parameter of the table
+    assert set(new) | set(nav) == runtime  # this test covers every runtime parameter of the table
+    new.update(nav)
     result = node.set_parameters_atomically([Parameter(k, value=v) for k, v in new.items()])
     assert result.successful, result.reason
     s = node.pipeline.settings
@@ -93,6 +101,13 @@ def test_every_runtime_parameter_reaches_the_pipeline(node):
     assert (est.window, est.min_speed, est.outlier_k) == (7, 0.5, 2.5)
     assert est.max_odom_gap_ns == 300_000_000 and est.max_frame_dt_ns == 700_000_000
     assert node._p('adaptation.save_path') == '/tmp/adapted.ckpt' and node._p('lazy') is False
+    ns = node._nav_settings  # what the navigation stages use from the next frame on
+    from packnet_ros.postprocess.obstacles import camera_pose_matrix
+    np.testing.assert_allclose(ns.T_target_camera, camera_pose_matrix(0.3, 0.1, 1.5, 0.01, 0.02, 0.03))
+    assert (ns.target_frame, ns.min_height_m, ns.max_height_m, ns.max_range_m, ns.voxel_m, ns.ground_plane,
+            ns.min_confidence) == ('odom', 0.3, 1.9, 6.0, 0.2, True, 0.5)
+    assert (ns.scan_angle_increment, ns.scan_range_min_m, ns.scan_range_max_m) == \
+        (pytest.approx(np.radians(1.0)), 0.5, 7.0)
 
 
 def test_declared_descriptors_follow_the_table(node):
