@@ -11,6 +11,9 @@ REP 117 marking: +Inf beyond ``max_depth``, -Inf below ``min_depth``, NaN invali
 """
 from __future__ import annotations
 
+import logging
+import os
+import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -24,9 +27,20 @@ from .imageproc import resize_rgb, rgb_to_tensor
 from .machine import cpu_supports_fast_bf16
 from .networks import build_depth_net
 from .networks.fast import BACKENDS, prepare_for_inference
+from .networks.openvino_backend import OpenVINODepthNet
 
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 _DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+OPENVINO_AUTO_ENV = 'PACKNET_ROS_OPENVINO_AUTO'
+"""Set to 0 to keep ``backend: auto`` from considering OpenVINO (the test suite does, so
+that its numbers do not depend on a timing)."""
+AUTO_MAX_REL_DIFF = 0.01
+"""``auto`` takes OpenVINO only within this mean relative depth difference of fp32."""
+AUTO_ROUNDS = 3
+"""Interleaved timed calls per backend in ``auto``'s measurement (after one warm-up call)."""
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(device: str = 'auto') -> torch.device:
@@ -110,15 +124,23 @@ class DepthEstimator:
         spec: what it is (input shape, name); see :class:`packnet_ros.checkpoint.ModelSpec`.
         device: "auto", "cpu", "cuda", "cuda:N".
         precision: "auto", "fp32", "bf16", "fp16" (see :func:`resolve_precision`).
-        backend: "auto" / "fast" (exact folded packing layers), "eager" (the module as
-            is), "compile" (fast + torch.compile); see
+        backend: "fast" (exact folded packing layers), "eager" (the module as is),
+            "compile" (fast + torch.compile), "openvino" (the folded network compiled by
+            OpenVINO for the CPU, fp32/bf16; cached on disk), "auto": "fast", except on a CPU
+            where OpenVINO is installed and a short measurement at construction (interleaved
+            calls of both on this input shape) finds it faster and within 1 % mean relative
+            depth difference of the fp32 module (see :meth:`_choose_auto`); ``backend`` then
+            names the chosen one and ``backend_reason`` says why. See
             :func:`packnet_ros.networks.fast.prepare_for_inference`.
         max_depth: metres; deeper pixels become +Inf. Defaults to the spec's max_depth.
         min_depth: metres; shallower pixels become -Inf (0 disables).
         input_shape: (h, w) override of the network input size (multiples of 32).
 
     Raises:
-        ValueError: bad device/precision or an input shape not divisible by 32.
+        ValueError: bad device/precision or an input shape not divisible by 32; backend
+            openvino on a CUDA device or in fp16.
+        packnet_ros.networks.openvino_backend.OpenVINOUnavailableError: backend openvino
+            without the openvino package.
     """
 
     def __init__(self, depth_net: torch.nn.Module, spec: ModelSpec | None = None, device: str = 'auto',
@@ -136,9 +158,75 @@ class DepthEstimator:
         self.min_depth = float(min_depth)
         if backend not in BACKENDS:
             raise ValueError(f'backend {backend!r} not in {BACKENDS}')
-        self.backend = 'fast' if backend == 'auto' else backend
+        if backend == 'openvino' and self.device.type != 'cpu':
+            raise ValueError(f'backend "openvino" runs on the CPU only, not on {self.device} '
+                             '(use backend auto/fast on CUDA, or device cpu)')
+        if backend == 'openvino' and self.precision not in ('fp32', 'bf16'):
+            raise ValueError(f'backend "openvino" runs fp32 or bf16, not {self.precision}')
         self.source_net = depth_net.float().eval()  # trainable form (saving, adaptation)
-        self.net = prepare_for_inference(depth_net, self.device, self.dtype, self.backend)
+        self.backend_reason = f'backend {backend} asked for'
+        self.backend_timings_ms: dict[str, float] = {}
+        if backend == 'auto':
+            self.backend, self.net = self._choose_auto()
+        else:
+            self.backend = backend
+            self.net = self.prepare(self.source_net)
+
+    def prepare(self, net: torch.nn.Module, cache: bool = True) -> torch.nn.Module:
+        """Inference module of ``net`` on this estimator's device, precision, backend and
+        input shape (also for online adaptation's swaps, with ``cache=False``)."""
+        return prepare_for_inference(net, self.device, self.dtype, self.backend, input_shape=self.input_shape,
+                                     cache=cache)
+
+    def _choose_auto(self) -> tuple[str, torch.nn.Module]:
+        """``backend: auto``: "fast", or "openvino" on a CPU when it is installed and, on a
+        fixed random input of this shape, its output is within AUTO_MAX_REL_DIFF mean
+        relative depth difference of the fp32 module and the median of AUTO_ROUNDS
+        interleaved calls is faster than fast's. Sets ``backend_reason`` and
+        ``backend_timings_ms``; logs the choice."""
+        from .networks.openvino_backend import openvino_version
+        fast = prepare_for_inference(self.source_net, self.device, self.dtype, 'fast')
+        if self.device.type != 'cpu':
+            return self._chosen('fast', fast, 'auto on CUDA = fast')
+        if self.precision not in ('fp32', 'bf16'):
+            return self._chosen('fast', fast, f'auto = fast (openvino runs fp32/bf16, not {self.precision})')
+        if os.environ.get(OPENVINO_AUTO_ENV, '1').strip().lower() in ('0', 'false', 'no', 'off'):
+            return self._chosen('fast', fast, f'auto = fast (openvino not considered: {OPENVINO_AUTO_ENV}=0)')
+        if openvino_version() is None:
+            return self._chosen('fast', fast, 'auto = fast (openvino not installed)')
+        try:
+            ov = prepare_for_inference(self.source_net, self.device, self.dtype, 'openvino',
+                                       input_shape=self.input_shape)
+        except Exception as exc:  # noqa: BLE001 - any failure of the optional backend falls back
+            return self._chosen('fast', fast, f'auto = fast (openvino failed: {type(exc).__name__}: {exc})')
+        x = torch.rand(1, 3, *self.input_shape, generator=torch.Generator().manual_seed(0))
+        with torch.inference_mode():
+            ref_net = fast if self.dtype == torch.float32 else \
+                prepare_for_inference(self.source_net, self.device, torch.float32, 'fast')
+            ref = inv_to_depth(self._infer_with(ref_net, x, False, torch.float32))
+            del ref_net
+            outs = {'fast': self._infer_with(fast, x, False), 'openvino': self._infer_with(ov, x, False)}  # warm-up
+            times: dict[str, list[float]] = {'fast': [], 'openvino': []}
+            for _ in range(AUTO_ROUNDS):
+                for name, net in (('fast', fast), ('openvino', ov)):
+                    t = time.perf_counter()
+                    self._infer_with(net, x, False)
+                    times[name].append(1e3 * (time.perf_counter() - t))
+        rel = float(((inv_to_depth(outs['openvino']) - ref).abs() / ref).mean())
+        ms = {name: statistics.median(v) for name, v in times.items()}
+        self.backend_timings_ms = {'fast_ms': ms['fast'], 'openvino_ms': ms['openvino'], 'openvino_rel_diff': rel}
+        summary = (f'openvino {ms["openvino"]:.1f} ms vs fast {ms["fast"]:.1f} ms, '
+                   f'mean rel. depth diff vs fp32 {100 * rel:.2f} %')
+        if not rel <= AUTO_MAX_REL_DIFF:
+            return self._chosen('fast', fast, f'auto = fast ({summary} > {100 * AUTO_MAX_REL_DIFF:.0f} %)')
+        if ms['openvino'] < ms['fast']:
+            return self._chosen('openvino', ov, f'auto = openvino ({summary})')
+        return self._chosen('fast', fast, f'auto = fast ({summary})')
+
+    def _chosen(self, backend: str, net: torch.nn.Module, reason: str) -> tuple[str, torch.nn.Module]:
+        self.backend_reason = reason
+        log.info('%s %s: %s', self.spec.label, 'x'.join(map(str, self.input_shape)), reason)
+        return backend, net
 
     # -- construction --------------------------------------------------------------
     @classmethod
@@ -189,16 +277,20 @@ class DepthEstimator:
         return self._infer_with(self.net, x, flip_pp)
 
     @torch.inference_mode()
-    def _infer_with(self, net: torch.nn.Module, x: torch.Tensor, flip_pp: bool) -> torch.Tensor:
-        x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+    def _infer_with(self, net: torch.nn.Module, x: torch.Tensor, flip_pp: bool,
+                    dtype: torch.dtype | None = None) -> torch.Tensor:
+        if isinstance(net, OpenVINODepthNet):  # takes float32 NCHW; runs its own precision
+            x = x.to(self.device, torch.float32)
+        else:
+            x = x.to(self.device, dtype or self.dtype).contiguous(memory_format=torch.channels_last)
         inv = net(x).float()
         if flip_pp:
             inv = flip_post_process(inv, net(x.flip(-1)).float())
         return inv
 
     def swap_network(self, net: torch.nn.Module) -> None:
-        """Replace the inference module (built with :func:`prepare_for_inference`); frames
-        already running keep the module they started with."""
+        """Replace the inference module (built with :meth:`prepare`); frames already running
+        keep the module they started with."""
         self.net = net
 
     def to_depth(self, inv: torch.Tensor, scale: float = 1.0, output_size: tuple[int, int] | None = None,

@@ -73,10 +73,11 @@ class OnlineProcessor:
         if adaptation is not None:
             if pose is None:
                 raise ValueError('adaptation needs PoseNet weights, and this checkpoint has none')
-            dev, dtype, backend = estimator.device, estimator.dtype, estimator.backend
+            dev, dtype = estimator.device, estimator.dtype
             autocast = dtype if dtype != torch.float32 else None
+            # the worker builds each swapped module (backend openvino: export + compile, no disk cache)
             self.adapter = OnlineAdapter(estimator.source_net, pose, estimator.spec, adaptation,
-                                         lambda net: prepare_for_inference(net, dev, dtype, backend),
+                                         lambda net: estimator.prepare(net, cache=False),
                                          self._receive, dev, autocast)
             self.adapter.start()
 

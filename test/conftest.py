@@ -17,6 +17,9 @@ os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ['ROS_DOMAIN_ID'] = os.environ.get('PACKNET_TEST_DOMAIN_ID', str(150 + os.getpid() % 80))
 os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(ROOT / 'config' / 'fastdds_large_messages.xml')
 os.environ.setdefault('AMENT_PREFIX_PATH', sys.prefix)
+# backend 'auto' keeps 'fast' in tests (a timing must not choose what a test computes);
+# test_openvino.py turns the OpenVINO measurement on where it tests it. Inherited by node processes.
+os.environ.setdefault('PACKNET_ROS_OPENVINO_AUTO', '0')
 SHARED = Path(os.environ.get('PACKNET_ROS_SHARED', ROOT.parent / 'shared'))
 DATA = SHARED / 'data'
 KITTI_TINY = DATA / 'kitti_tiny'

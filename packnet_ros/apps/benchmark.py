@@ -30,6 +30,7 @@ from ..jsonio import write_json
 from ..machine import cpu_supports_fast_bf16, machine_info
 from ..networks.fast import prepare_for_inference
 from ..networks.flops import conv_flops
+from ..networks.openvino_backend import OpenVINODepthNet, openvino_native_bf16, openvino_version
 from ..pipeline import PipelineSettings, pipeline_from_weights
 from ..weights import WeightsError, resolve_weights
 from .args import parse_size
@@ -73,13 +74,18 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats
 
 
 def paths_for(device: torch.device) -> list[Path_]:
-    """fp32 eager (the baseline) and the fast paths this device offers."""
+    """fp32 eager (the baseline) and the fast paths this device offers (CPU: ``ov-fp32`` and,
+    with native bf16, ``ov-bf16`` when OpenVINO is installed)."""
     if device.type == 'cuda':
         return [Path_('fp32-eager', torch.float32, 'eager'), Path_('fp16-eager', torch.float16, 'eager'),
                 Path_('fp16-fast', torch.float16, 'fast'), Path_('bf16-fast', torch.bfloat16, 'fast')]
     out = [Path_('fp32-eager', torch.float32, 'eager'), Path_('fp32-fast', torch.float32, 'fast')]
     if cpu_supports_fast_bf16():
         out += [Path_('bf16-eager', torch.bfloat16, 'eager'), Path_('bf16-fast', torch.bfloat16, 'fast')]
+    if openvino_version() is not None:  # the OpenVINO backend where it is installed
+        out.append(Path_('ov-fp32', torch.float32, 'openvino'))
+        if openvino_native_bf16():
+            out.append(Path_('ov-bf16', torch.bfloat16, 'openvino'))
     return out
 
 
@@ -108,10 +114,13 @@ def bench_network(net: torch.nn.Module, label: str, shape: tuple[int, int], devi
     net = net.float().cpu().eval()
     nominal = conv_flops(net, x.cpu())
     executed_by_backend = {'eager': nominal, 'fast': conv_flops(fold_pack_layers(net), x.cpu())}
+    executed_by_backend['compile'] = executed_by_backend['openvino'] = executed_by_backend['fast']
     rows, ref_depth, ref_ms = [], None, None
     for p in paths:
-        model = prepare_for_inference(net, device, p.dtype, p.backend)
-        xin = x.to(p.dtype).contiguous(memory_format=torch.channels_last)
+        # openvino: compiled for this shape without the disk cache (the benchmark leaves no files)
+        model = prepare_for_inference(net, device, p.dtype, p.backend, input_shape=shape, cache=False)
+        # OpenVINO takes the float32 input and runs its own precision (INFERENCE_PRECISION_HINT)
+        xin = x if p.backend == 'openvino' else x.to(p.dtype).contiguous(memory_format=torch.channels_last)
         if device.type == 'cuda':
             torch.cuda.reset_peak_memory_stats(device)
         with torch.inference_mode():
@@ -131,6 +140,8 @@ def bench_network(net: torch.nn.Module, label: str, shape: tuple[int, int], devi
                'executed_fraction_of_peak': (executed / (stats['median_ms'] * 1e-3) / 1e9 / peak) if peak else None}
         if device.type == 'cuda':
             row['cuda_max_allocated_mb'] = torch.cuda.max_memory_allocated(device) / 2 ** 20
+        if isinstance(model, OpenVINODepthNet):
+            row.update(openvino_hint=model.hint, openvino_compile_s=model.export_s + model.compile_s)
         rows.append(row)
         del model
     return rows
@@ -160,6 +171,7 @@ def run_benchmark(device: str = 'cpu', quick: bool = False, networks: list[str] 
     x_img = (torch.from_numpy(kitti_rgb).permute(2, 0, 1)[None].float() / 255.0) if kitti_rgb is not None \
         else torch.rand(1, 3, 375, 1242)
     report = {'machine': machine_info(dev), 'quick': quick, 'created': time.strftime('%Y-%m-%d %H:%M:%S')}
+    report['machine']['openvino'] = openvino_version()
     log(f'[benchmark] {report["machine"].get("cpu", "")} / {report["machine"].get("gpu", "cpu only")}, '
         f'torch threads {torch.get_num_threads()}')
     dtypes = ([torch.float32, torch.bfloat16] if dev.type == 'cpu' and cpu_supports_fast_bf16() else [torch.float32]) \

@@ -33,7 +33,9 @@ from ..evaluation.metrics import default_bin_edges
 from ..evaluation.report import bins_text, compare_table, counts_text, modes_table, write_csv, write_json, write_plots
 from ..evaluation.runner import BagTopics, SampleWriter
 from ..evaluation.scoring import EvalResult, EvalSettings
+from ..networks.fast import BACKENDS
 from ..pipeline import DepthPipeline, PipelineSettings, pipeline_from_weights
+from ..postprocess.refine import REFINEMENTS
 from ..weights import WeightsChoice, WeightsError, parse_weights, resolve_weights
 from .args import parse_key_values
 
@@ -65,6 +67,8 @@ def register(sub) -> None:
     g.add_argument('--pred-bag', default=None, help='recorded: bag holding the depth topics (default: --bag)')
     g.add_argument('--device', default='auto', help='offline/live: auto | cpu | cuda | cuda:N')
     g.add_argument('--precision', default='auto', help='offline/live: auto | fp32 | bf16 | fp16')
+    g.add_argument('--backend', default='auto', choices=BACKENDS,
+                   help='offline: auto | fast | eager | compile | openvino (see the node\'s backend parameter)')
     t = e.add_argument_group('topics and frames (rosbag2 source)')
     t.add_argument('--image-topic', default=d.image)
     t.add_argument('--camera-info-topic', default=d.camera_info)
@@ -82,6 +86,10 @@ def register(sub) -> None:
     p.add_argument('--max-depth', type=float, default=EvalSettings.max_depth, help='metres (gt < max)')
     p.add_argument('--crop', choices=('garg', 'none'), default='garg')
     p.add_argument('--flip-pp', action='store_true', help='offline: flip post-processing (packnet-sfm "pp")')
+    p.add_argument('--refinement', choices=REFINEMENTS, default='none',
+                   help='offline only: edge-aware refinement stage inserted after "depth" in the pipeline (as '
+                        'the node\'s refinement parameter): guided filter, fast global smoother or dense CRF, '
+                        'guided by the RGB image')
     p.add_argument('--bins', default=None, help='distance bin edges in metres, e.g. 0,10,20,40,80 '
                                                 '(default: every 10 m up to --max-depth)')
     o = e.add_argument_group('reports')
@@ -223,12 +231,22 @@ def _samples(args, source: Source, several: bool) -> SampleWriter | None:
 
 def _pipeline(source: Source, args, settings: EvalSettings) -> DepthPipeline:
     """The node's per-frame pipeline for offline scoring: depth at the network resolution
-    (the scorer resizes), no cloud, flip post-processing as the protocol says."""
+    (the scorer resizes), no cloud, flip post-processing as the protocol says, and the
+    ``--refinement`` stage after "depth" (as the node inserts it)."""
     resolved = resolve_weights(source.weights.text, with_pose=False, network=args.network,
                                width=args.network_width)
     frame_settings = PipelineSettings(max_depth_m=settings.max_depth, output_resolution='network', cloud=False,
                                       flip_pp=settings.flip_pp)
-    return pipeline_from_weights(resolved.checkpoint, frame_settings, device=args.device, precision=args.precision)
+    pipeline = pipeline_from_weights(resolved.checkpoint, frame_settings, device=args.device,
+                                     precision=args.precision, backend=getattr(args, 'backend', 'auto'))
+    refinement = getattr(args, 'refinement', 'none')
+    if refinement != 'none':
+        from ..postprocess.refine import insert_refinement
+        try:
+            insert_refinement(pipeline, refinement)
+        except ImportError as exc:
+            raise _user_error(f'--refinement {refinement}: {exc}') from None
+    return pipeline
 
 
 def _say(text: str) -> None:
@@ -243,6 +261,9 @@ def run(args) -> int:
         raise _user_error('--checkpoint is for --mode offline or live; recorded mode scores --depth-topic')
     if args.mode != 'recorded' and (args.depth_topic or args.pred_bag):
         raise _user_error('--depth-topic / --pred-bag are for --mode recorded')
+    if args.refinement != 'none' and args.mode != 'offline':
+        raise _user_error('--refinement is for --mode offline (live: set the node parameter refinement with '
+                          '--node-param refinement=...)')
     if args.flip_pp and args.mode != 'offline':
         raise _user_error('--flip-pp is for --mode offline (packnet_node and recorded topics do not flip)')
     if args.extrinsics and not args.gt_cloud_topic:
@@ -336,6 +357,11 @@ def run(args) -> int:
                         pipeline, gt_bag, topics, settings, label=s.label, samples=_samples(args, s, several),
                         lidar_extrinsics=extrinsics,
                         progress=lambda n: (n + 1) % 50 == 0 and _say(f'  {n + 1} frames'))
+                refine = next((st for st in pipeline.stages if st.name == 'refine'), None)
+                if refine is not None:
+                    median_ms = refine.median_ms()  # type: ignore[attr-defined]
+                    s.extra['refinement'] = {'method': args.refinement, 'refine_median_ms': median_ms}
+                    _say(f'{s.label}: refinement {args.refinement}: median {median_ms:.1f} ms per frame')
                 del est, pipeline
         elif args.mode == 'recorded':
             from ..evaluation.runner import evaluate_recorded
@@ -401,6 +427,14 @@ def _run_live(args, sources, topics, bag, settings, extrinsics, several, temp_di
     return results
 
 
+def _edges_text(r: EvalResult) -> str:
+    """abs_rel at ground-truth depth edges (:mod:`packnet_ros.evaluation.edges`), both modes."""
+    def f(v) -> str:
+        return 'nan' if v is None or not np.isfinite(v) else f'{v:.3f}'
+    return (f'edge abs_rel (GT pixels near depth jumps > 10 %, {r.metric.get("n_edge_pixels", 0)} px): '
+            f'metric {f(r.metric.get("edge_abs_rel"))}, median-scaled {f(r.median.get("edge_abs_rel"))}')
+
+
 def _node_stats(out_bag: Path) -> dict:
     """What the node reported on ~/stats in a recorded bag: network, device, precision,
     median latencies, the final metric-scale and adaptation state (empty when none came)."""
@@ -432,6 +466,7 @@ def _report(args, sources: list[Source], results: dict[str, EvalResult], setting
             continue
         print(f'== {label}: {s.description}')
         print(modes_table(r))
+        print(_edges_text(r))
         print(bins_text(r))
         print(counts_text(r))
         print()
@@ -452,6 +487,8 @@ def _report(args, sources: list[Source], results: dict[str, EvalResult], setting
         run_settings['pred_bag'] = str(args.pred_bag or args.bag)
     else:
         run_settings.update(device=args.device, precision=args.precision)
+    if args.mode == 'offline':
+        run_settings['refinement'] = args.refinement
 
     def source_doc(label: str) -> dict:
         doc = results[label].to_json()

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import ModelSpec
+from ..networks.export import DEFAULT_OPSET, export_onnx_model, plain_layout
 from ..networks.fast import prepare_for_inference
 from ..weights import resolve_weights
 from .args import parse_size
@@ -45,9 +46,10 @@ def relative_error(out: np.ndarray, ref: np.ndarray) -> float:
     return float(np.max(np.abs(out - ref)) / max(float(np.max(np.abs(ref))), 1e-12))
 
 
-def export_onnx(net: torch.nn.Module, shape: tuple[int, int], out: str | Path, opset: int = 17,
+def export_onnx(net: torch.nn.Module, shape: tuple[int, int], out: str | Path, opset: int = DEFAULT_OPSET,
                 backend: str = 'eager', dynamo: bool = False) -> dict:
-    """Export to ONNX and verify with onnxruntime; returns a report dict.
+    """Export to ONNX (:func:`packnet_ros.networks.export.export_onnx_model`) and verify with
+    onnxruntime; returns a report dict.
 
     Raises:
         ExportError: onnxruntime disagrees with PyTorch beyond VERIFY_RTOL.
@@ -55,13 +57,8 @@ def export_onnx(net: torch.nn.Module, shape: tuple[int, int], out: str | Path, o
     import onnx
     import onnxruntime as ort
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model = prepare_for_inference(net, torch.device('cpu'), torch.float32, backend)
-    model = _plain_layout(model)
-    x = torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(0))
     t0 = time.time()
-    torch.onnx.export(model, (x,), str(out), input_names=['rgb'], output_names=['inv_depth'],
-                      opset_version=opset, dynamo=dynamo, do_constant_folding=True)
+    model, x = export_onnx_model(net, shape, out, opset, backend, dynamo)
     export_s = time.time() - t0
     proto = onnx.load(str(out))
     onnx.checker.check_model(proto)
@@ -83,7 +80,7 @@ def export_torchscript(net: torch.nn.Module, shape: tuple[int, int], out: str | 
     """Trace to TorchScript (fixed shape), save, reload and verify; returns a report dict."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    model = _plain_layout(prepare_for_inference(net, torch.device('cpu'), torch.float32, backend))
+    model = plain_layout(prepare_for_inference(net, torch.device('cpu'), torch.float32, backend))
     x = torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         traced = torch.jit.trace(model, (x,), check_trace=False)
@@ -97,13 +94,6 @@ def export_torchscript(net: torch.nn.Module, shape: tuple[int, int], out: str | 
         raise ExportError(f'TorchScript output differs from PyTorch: relative error {err:.2e}')
     return {'format': 'torchscript', 'path': str(out), 'input': list(x.shape), 'output': list(ref.shape),
             'relative_error_vs_pytorch': err, 'size_mb': out.stat().st_size / 2 ** 20}
-
-
-def _plain_layout(model: torch.nn.Module) -> torch.nn.Module:
-    """Contiguous (NCHW) weights: exporters and other runtimes pick their own layouts."""
-    for p in model.parameters():
-        p.data = p.data.contiguous()
-    return model
 
 
 def _cmd_export(args) -> int:

@@ -153,25 +153,43 @@ def fold_pack_layers(net: nn.Module, min_area: int = FOLD_MIN_AREA) -> nn.Module
     return out
 
 
-BACKENDS = ('auto', 'eager', 'fast', 'compile')
+BACKENDS = ('auto', 'eager', 'fast', 'compile', 'openvino')
 """Inference backends: ``eager`` (the module as is), ``fast`` (folded packing layers),
-``compile`` (fast + torch.compile), ``auto`` (= fast)."""
+``compile`` (fast + torch.compile), ``openvino`` (the folded network exported to ONNX and
+compiled by OpenVINO for the CPU, :mod:`packnet_ros.networks.openvino_backend`), ``auto``
+(= fast here; :class:`packnet_ros.inference.DepthEstimator` measures openvino against it)."""
 
 
 def prepare_for_inference(net: nn.Module, device: torch.device, dtype: torch.dtype = torch.float32,
-                          backend: str = 'auto') -> nn.Module:
+                          backend: str = 'auto', input_shape: tuple[int, int] | None = None,
+                          cache: bool = True) -> nn.Module:
     """Inference copy of a depth network on ``device`` in ``dtype``.
 
-    All backends: eval mode, weights cast once to ``dtype`` (no per-call autocast casts),
+    All torch backends: eval mode, weights cast once to ``dtype`` (no per-call autocast casts),
     channels-last Conv2d weights (oneDNN on CPU, tensor cores on CUDA), no gradients.
     ``fast``/``compile`` also fold the packing layers (:class:`FoldedPackLayer`, exact);
-    ``compile`` wraps the result in ``torch.compile``.
+    ``compile`` wraps the result in ``torch.compile``. ``openvino`` returns an
+    :class:`~packnet_ros.networks.openvino_backend.OpenVINODepthNet` compiled for the fixed
+    ``input_shape`` (CPU only; fp32 or bf16; ``cache``: keep the compiled model on disk).
 
     Raises:
-        ValueError: unknown backend.
+        ValueError: unknown backend; openvino on a non-CPU device, in fp16 or without
+            ``input_shape``.
+        packnet_ros.networks.openvino_backend.OpenVINOUnavailableError: openvino asked for
+            but not installed.
     """
     if backend not in BACKENDS:
         raise ValueError(f'backend {backend!r} not in {BACKENDS}')
+    if backend == 'openvino':
+        if torch.device(device).type != 'cpu':
+            raise ValueError(f'backend "openvino" runs on the CPU only, not on {device} '
+                             '(use backend fast/auto on CUDA, or device cpu)')
+        if dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f'backend "openvino" runs fp32 or bf16, not {dtype}')
+        if input_shape is None:
+            raise ValueError('backend "openvino" compiles for a fixed input shape: pass input_shape=(H, W)')
+        from .openvino_backend import compile_openvino
+        return compile_openvino(net, input_shape, dtype, cache=cache)
     if backend == 'auto':
         backend = 'fast'
     out = fold_pack_layers(net.float().eval()) if backend in ('fast', 'compile') else copy.deepcopy(net)

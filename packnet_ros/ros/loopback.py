@@ -48,18 +48,16 @@ def node_frame_overhead(pipeline: DepthPipeline, repeats: int, rgb: np.ndarray |
     frame -> depth / camera_info / cloud messages) ``warmup + repeats`` times.
 
     Returns:
-        {step: {median_ms, p90_ms, mean_ms, min_ms, n}} for ``image_msg_to_array``, each
-        pipeline stage except the network (``preprocess``, ``scale``, ``depth``, ``refine`` when
-        the pipeline has a refinement stage, ``cloud``)
-        and ``output_messages``; ``network_median_ms`` (excluded from the total);
+        {step: {median_ms, p90_ms, mean_ms, min_ms, n}} for ``image_msg_to_array``,
+        ``preprocess``, each pipeline stage after the network (``scale``, ``depth``, ``cloud``
+        and any inserted one: ``refine``, ``scan``, ``obstacles``) and ``output_messages``; ``network_median_ms`` (excluded from the total);
         ``total_median_ms`` (sum of the medians outside the network); ``frame``.
     """
     rgb, K = _frame_or_random(rgb, K)
     H, W = rgb.shape[:2]
     header = make_header(1, 'camera_optical_frame')
     image, info = rgb_to_image_msg(rgb, header), make_camera_info(header, K, W, H)
-    steps: dict[str, list[float]] = {k: [] for k in ('image_msg_to_array', 'preprocess', 'scale', 'depth',
-                                                     'cloud', 'output_messages')}
+    steps: dict[str, list[float]] = {k: [] for k in ('image_msg_to_array', 'preprocess', 'output_messages')}
     network = []
     for i in range(warmup + repeats):
         t0 = time.perf_counter()
@@ -74,9 +72,8 @@ def node_frame_overhead(pipeline: DepthPipeline, repeats: int, rgb: np.ndarray |
         t = out.timings_ms
         steps['image_msg_to_array'].append(1e3 * (t1 - t0))
         steps['preprocess'].append(t['preprocess_ms'])
-        for name in ('scale', 'depth', 'refine', 'cloud'):  # refine: only when a refinement stage is inserted
-            if f'{name}_ms' in t:
-                steps.setdefault(name, []).append(t[f'{name}_ms'])
+        for stage in pipeline.stages[1:]:  # every stage after the network, inserted ones included
+            steps.setdefault(stage.name, []).append(t[f'{stage.name}_ms'])
         steps['output_messages'].append(1e3 * (t3 - t2))
         network.append(t['inference_ms'])
     result: dict = {name: _summary(v) for name, v in steps.items()}
