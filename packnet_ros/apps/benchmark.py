@@ -151,11 +151,31 @@ def bench_node_frame(weights: str, repeats: int, rgb: np.ndarray | None, K: np.n
                      device: str) -> dict:
     """The node's per-frame work outside the network (see
     :func:`packnet_ros.ros.loopback.node_frame_overhead`) with ``weights`` at the node's
-    default settings."""
+    default settings, with both navigation outputs computed (KITTI camera pose), plus the
+    cost of each refinement method (``refinement``: {method: stage timing}; dense CRF with
+    fewer repeats, it takes about a second a frame)."""
+    from ..io.kitti import KITTI_CAMERA_POSE
+    from ..postprocess.obstacles import ObstacleSettings, camera_pose_matrix, navigation_stages
+    from ..postprocess.refine import REFINEMENTS, check_available, insert_refinement
     from ..ros.loopback import node_frame_overhead
     resolved = resolve_weights(weights, with_pose=True)
     pipeline = pipeline_from_weights(resolved.checkpoint, PipelineSettings(), device=device)
-    return node_frame_overhead(pipeline, repeats, rgb, K)
+    scan, obstacles = navigation_stages(ObstacleSettings(T_target_camera=camera_pose_matrix(*KITTI_CAMERA_POSE)))
+    pipeline.insert_stage(scan, after='cloud')
+    pipeline.insert_stage(obstacles, after='scan')
+    result = node_frame_overhead(pipeline, repeats, rgb, K)
+    result['refinement'] = {}
+    for method in (m for m in REFINEMENTS if m != 'none'):
+        try:
+            check_available(method)
+        except (ImportError, RuntimeError) as exc:
+            result['refinement'][method] = {'skipped': str(exc)}
+            continue
+        stage = insert_refinement(pipeline, method)
+        n = max(2, repeats // 10) if method == 'crf' else repeats
+        result['refinement'][method] = node_frame_overhead(pipeline, n, rgb, K, warmup=1)['refine']
+        pipeline.stages.remove(stage)
+    return result
 
 
 def run_benchmark(device: str = 'cpu', quick: bool = False, networks: list[str] | None = None,
@@ -202,7 +222,11 @@ def run_benchmark(device: str = 'cpu', quick: bool = False, networks: list[str] 
     node_weights = 'default' if default_checkpoint_path() else 'untrained:PackNetSlim01:0.25'
     report['node_overhead'] = bench_node_frame(node_weights, 5 if quick else 30, kitti_rgb, K, device)
     log(f'[benchmark] node per-frame work outside the network ({report["node_overhead"]["frame"]}): '
-        f'{report["node_overhead"]["total_median_ms"]:.2f} ms')
+        f'{report["node_overhead"]["total_median_ms"]:.2f} ms; ~/scan '
+        f'{report["node_overhead"]["scan"]["median_ms"]:.2f} ms, ~/obstacles '
+        f'{report["node_overhead"]["obstacles"]["median_ms"]:.2f} ms; refinement ' + ', '.join(
+            f'{m} {r["median_ms"]:.1f} ms' if 'median_ms' in r else f'{m} skipped'
+            for m, r in report['node_overhead']['refinement'].items()))
     n = e2e_frames if e2e_frames is not None else (10 if quick else 100)
     if n > 0:
         from ..ros.loopback import image_to_cloud_latency

@@ -19,18 +19,16 @@ from ..evaluation.report import bins_text, counts_text, modes_table, write_csv, 
 from ..evaluation.runner import BagTopics, SampleWriter
 from ..evaluation.scoring import EvalSettings
 from ..evaluation.visualize import birds_eye, save_png
+from ..io.kitti import KITTI_CAMERA_POSE
 from ..msgdata import header_ns
 from ..pointcloud import cloud_msg_to_arrays, depth_to_xyz
 from ..postprocess.obstacles import camera_pose_matrix
 from ..weights import resolve_weights
 
-KITTI_CAMERA_POSE = {'obstacles.camera_x_m': 0.27, 'obstacles.camera_y_m': 0.0, 'obstacles.camera_z_m': 1.65,
-                     'obstacles.camera_roll_rad': 0.0, 'obstacles.camera_pitch_rad': 0.0,
-                     'obstacles.camera_yaw_rad': 0.0}
-"""The left colour camera of the KITTI recording car in ``base_link`` (on the ground below the
-Velodyne): 1.65 m above the road, 0.27 m ahead (KITTI sensor setup, Geiger et al. 2013)."""
-_POSE_KEYS = ('obstacles.camera_x_m', 'obstacles.camera_y_m', 'obstacles.camera_z_m', 'obstacles.camera_roll_rad',
-              'obstacles.camera_pitch_rad', 'obstacles.camera_yaw_rad')
+KITTI_CAMERA_PARAMS = dict(zip(('obstacles.camera_x_m', 'obstacles.camera_y_m', 'obstacles.camera_z_m',
+                               'obstacles.camera_roll_rad', 'obstacles.camera_pitch_rad', 'obstacles.camera_yaw_rad'),
+                              KITTI_CAMERA_POSE))
+"""The node's extrinsics parameters for the KITTI camera (:data:`packnet_ros.io.kitti.KITTI_CAMERA_POSE`)."""
 
 
 def _latency_rows(stats: list, e2e: dict) -> str:
@@ -76,7 +74,7 @@ def run_demo(data: str | Path, out: str | Path, checkpoint: str = 'default', dev
     topics = BagTopics()
     settings = EvalSettings()
     samples = SampleWriter(out / 'frames')
-    params = dict(node_params_for(resolved.choice.node_value, device, precision), **KITTI_CAMERA_POSE)
+    params = dict(node_params_for(resolved.choice.node_value, device, precision), **KITTI_CAMERA_PARAMS)
     result, report = run_live(in_bag, topics, params, out, settings, label='packnet_node', samples=samples,
                               outputs=('depth', 'camera_info', 'points', 'stats', 'scan', 'obstacles'),
                               domain_id=domain_id, frame_timeout_s=frame_timeout_s,
@@ -140,7 +138,7 @@ def _write_birds_eye(out_bag: Path, drive, path: Path) -> None:
     for i in drive.frames:
         if drive.timestamp_ns(i) == stamp and drive.has_gt(i):
             lidar = depth_to_xyz(drive.gt_depth(i), drive.K)
-    T_optical_target = np.linalg.inv(camera_pose_matrix(*(KITTI_CAMERA_POSE[k] for k in _POSE_KEYS)))
+    T_optical_target = np.linalg.inv(camera_pose_matrix(*KITTI_CAMERA_POSE))
     overlays = []
     for msg in (x.msg for x in iter_messages(out_bag, ['/packnet_node/obstacles']) if header_ns(x.msg) == stamp):
         obstacles, _ = cloud_msg_to_arrays(msg)

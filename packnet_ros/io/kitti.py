@@ -68,6 +68,12 @@ _TIMESTAMP_RE = re.compile(r'^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?:\.(\d{1,9}
 _FRAME_RE = re.compile(r'^\d+$')
 
 
+KITTI_CAMERA_POSE = (0.27, 0.0, 1.65, 0.0, 0.0, 0.0)
+"""Pose of the KITTI car's colour cameras in a ``base_link`` on the road below the Velodyne:
+(x forward, y left, z up in metres; roll, pitch, yaw in radians) = 0.27 m ahead, 1.65 m
+above the road, level (KITTI sensor setup, Geiger et al., IJRR 2013)."""
+
+
 def find_kitti_drive(path: str | Path) -> Path:
     """The KITTI raw drive folder at or under ``path`` (a ``*_sync`` folder with ``image_02/``;
     the first in sorted order when there are several).
