@@ -266,10 +266,11 @@ def voxel_downsample(points: np.ndarray, voxel_m: float) -> np.ndarray:
     if voxel_m <= 0 or len(p) == 0:
         return p.astype(np.float32)
     keys = np.floor(p / voxel_m).astype(np.int64)
-    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
-    sums = np.zeros((len(counts), 3))
-    np.add.at(sums, inverse, p)
+    keys -= keys.min(axis=0)  # non-negative per axis, so one scalar key keeps the lexicographic order
+    span = keys.max(axis=0) + 1
+    flat = (keys[:, 0] * span[1] + keys[:, 1]) * span[2] + keys[:, 2]
+    _, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)  # 1-D sort: fast
+    sums = np.stack([np.bincount(inverse, weights=p[:, i], minlength=len(counts)) for i in range(3)], -1)
     return (sums / counts[:, None]).astype(np.float32)
 
 
