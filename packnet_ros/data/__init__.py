@@ -9,7 +9,7 @@ from .dataset import (
     resize_depth_preserve,
     sample_color_jitter,
 )
-from .sources import load_sequences
+from .sources import count_depth_samples, load_sequences
 
-__all__ = ['load_sequences', 'SfmDataset', 'ColorJitter', 'sample_color_jitter', 'apply_color_jitter',
+__all__ = ['load_sequences', 'count_depth_samples', 'SfmDataset', 'ColorJitter', 'sample_color_jitter', 'apply_color_jitter',
            'flip_intrinsics', 'resize_depth_nearest', 'resize_depth_preserve']

@@ -1,5 +1,12 @@
 """Training sequences from config dicts (:func:`load_sequences`): which :mod:`packnet_ros.io`
-reader serves each entry of a training config's ``sequences`` list."""
+reader serves each entry of a training config's ``sequences`` list.
+
+Ground-truth depth (the LiDAR targets of ``loss.mode: semi_supervised | supervised``) comes
+with every sample whose reader has it, as the batch's ``depth`` (NaN elsewhere): KITTI
+drives read ``proj_depth/velodyne/<camera>/%010d.npz`` (projected LiDAR) for every target
+that has a file; bags read the ``depth_topic`` image (32FC1
+metres or 16UC1 millimetres) stamped exactly as the image; videos have none.
+:func:`count_depth_samples` counts them without decoding any image."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +17,7 @@ from ..io.kitti_sequence import KittiSequence
 from ..io.sequence import DataError, FrameSequence
 from ..io.video import VideoSequence
 
-__all__ = ['load_sequences']
+__all__ = ['load_sequences', 'count_depth_samples']
 
 # type -> (allowed keyword arguments, those that are paths relative to base_dir)
 _SPEC_KEYS = {
@@ -76,3 +83,14 @@ def load_sequences(specs: Sequence[dict], base_dir: str | Path | None = None) ->
             out.append(VideoSequence(path, kwargs.pop('intrinsics'), **kwargs))
         out.extend([out[first]] * (repeat - 1))
     return out
+
+
+def count_depth_samples(seq) -> int:
+    """Samples of ``seq`` whose target has ground-truth depth, found without reading images:
+    KITTI (a proj_depth file), bag (a depth message at the image's stamp); 0 for other readers."""
+    if isinstance(seq, KittiSequence):
+        return sum(bool(seq.drive.has_gt(seq.frame_of(i))) for i in range(len(seq)))
+    if isinstance(seq, BagSequence):
+        depth = getattr(seq, '_depth_raw', {})
+        return sum(seq._stamps[seq._item(i)[0]] in depth for i in range(len(seq)))
+    return 0

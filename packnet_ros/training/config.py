@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from ..losses import SfmLossConfig
+from ..losses import SUPERVISED_METHODS, SfmLossConfig
 
 
 @dataclass
@@ -32,14 +32,29 @@ class ModelConfig:
     init_checkpoint: str = ''  # start from these weights (packnet_ros.weights syntax: default, a .ckpt path)
 
 
+LOSS_MODES = ('self_supervised', 'semi_supervised', 'supervised')
+"""``loss.mode`` values: PackNet-SfM's photometric objective alone; that objective plus a
+sparse LiDAR term on the frames that have LiDAR (packnet-sfm SemiSupModel); the LiDAR term
+alone (depth network only, PoseNet frozen)."""
+
+
 @dataclass
 class LossConfig(SfmLossConfig):
     """PackNet-SfM objective (:class:`packnet_ros.losses.SfmLossConfig`, packnet-sfm's KITTI
     defaults) plus the training-only scale alignment (see scale_alignment.py): the step at
-    which it runs (0 = off) and its self-distillation steps (0 = bias shift only)."""
+    which it runs (0 = off) and its self-distillation steps (0 = bias shift only).
+
+    ``mode`` (:data:`LOSS_MODES`) selects the objective; ``supervised_term`` ('silog', 'l1',
+    'l1-inv': :func:`packnet_ros.losses.semi_supervised_loss`) and ``lidar_weight`` (the
+    weight of that term in ``semi_supervised``) only matter for the LiDAR modes;
+    ``silog_variance_focus`` is SILog's lambda (BTS: 0.85)."""
 
     scale_alignment_step: int = 0
     scale_alignment_distill_steps: int = 60
+    mode: str = 'self_supervised'
+    supervised_term: str = 'silog'
+    lidar_weight: float = 1.0
+    silog_variance_focus: float = 0.85
 
 
 @dataclass
@@ -64,6 +79,7 @@ class DataConfig:
     num_workers: int = 1
     augment: bool = True
     val_every_n_epochs: int = 1
+    depth_resize: str = 'nearest'  # training LiDAR targets: 'nearest' or 'preserve' (keeps every point)
 
 
 @dataclass
@@ -308,4 +324,20 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
         raise ValueError(f'{path}: model.image_shape {shape} must be [H, W], positive multiples of 32')
     if not cfg.data.train:
         raise ValueError(f'{path}: data.train lists no sequences')
+    _check_choices(cfg, str(path))
     return cfg
+
+
+def _check_choices(cfg: TrainConfig, where: str) -> None:
+    """Values of the string options and weights that have a fixed set of valid values."""
+    choices = [('loss.mode', cfg.loss.mode, LOSS_MODES),
+               ('loss.supervised_term', cfg.loss.supervised_term, SUPERVISED_METHODS),
+               ('data.depth_resize', cfg.data.depth_resize, ('nearest', 'preserve'))]
+    for key, value, allowed in choices:
+        if value not in allowed:
+            raise ValueError(f'{where}: {key} is {value!r}, expected one of {", ".join(allowed)}')
+    if not cfg.loss.lidar_weight >= 0.0:
+        raise ValueError(f'{where}: loss.lidar_weight is {cfg.loss.lidar_weight!r}, expected a number >= 0')
+    if not 0.0 <= cfg.loss.silog_variance_focus <= 1.0:
+        raise ValueError(f'{where}: loss.silog_variance_focus is {cfg.loss.silog_variance_focus!r}, '
+                         f'expected a number in [0, 1]')

@@ -1,4 +1,5 @@
-"""Self-supervised PackNet-SfM training as a Lightning module (paper Sec. 3, velocity Sec. 3.4).
+"""PackNet-SfM training as a Lightning module (paper Sec. 3, velocity Sec. 3.4), with the
+LiDAR-supervised and semi-supervised objectives of ``loss.mode``.
 
 The networks live under ``self.model.depth_net`` / ``self.model.pose_net``, so the
 Lightning checkpoint's ``state_dict`` keys are exactly packnet-sfm's
@@ -22,7 +23,7 @@ from ..evaluation.metrics import NoValidPixels, compute_depth_metrics
 from ..evaluation.scoring import resize_depth
 from ..evaluation.visualize import colorize_depth
 from ..geometry import inv_to_depth, pose_vec_to_mat
-from ..losses import sfm_loss
+from ..losses import semi_supervised_loss, sfm_loss
 from ..networks import build_depth_net, build_pose_net
 from ..weights import resolve_weights
 from .config import TrainConfig
@@ -46,7 +47,14 @@ def model_spec(cfg: TrainConfig) -> ModelSpec:
 
 
 class SfmLightningModule(L.LightningModule):
-    """PackNet depth + PoseNet trained with the photometric, smoothness and velocity losses.
+    """PackNet depth + PoseNet trained with the objective of ``cfg.loss.mode``:
+
+    * ``self_supervised``: photometric, smoothness and velocity losses (:func:`sfm_loss`);
+    * ``semi_supervised``: :func:`semi_supervised_loss` of that and the batch's 'depth'
+      (projected LiDAR; NaN or 0 = no return), ``loss.supervised_term`` weighted by
+      ``loss.lidar_weight``; a batch without LiDAR trains exactly as ``self_supervised``;
+    * ``supervised``: ``loss.supervised_term`` on the LiDAR returns only. PoseNet is not
+      run, frozen (``requires_grad`` False) and left out of the optimizer.
 
     Batches (from :class:`packnet_ros.data.SfmDataset`): 'rgb' (B,3,H,W), 'rgb_context'
     list of N (B,3,H,W), 'intrinsics' (B,3,3), 'expected_translation' (B,N) metres (NaN =
@@ -67,6 +75,9 @@ class SfmLightningModule(L.LightningModule):
             depth.load_state_dict(ckpt.depth_net.state_dict())
             if ckpt.pose_net is not None:
                 pose.load_state_dict(ckpt.pose_net.state_dict())
+        self.mode = cfg.loss.mode
+        if self.mode == 'supervised':
+            pose.requires_grad_(False)
         self.model = SfmModel(depth, pose)
         self.loss_cfg = cfg.loss  # an SfmLossConfig
         self.data_summary = data_summary or {}
@@ -87,23 +98,49 @@ class SfmLightningModule(L.LightningModule):
         return vec, [pose_vec_to_mat(vec[:, i].float()) for i in range(vec.shape[1])]
 
     def compute_loss(self, batch: dict) -> dict:
-        """The PackNet-SfM objective on one batch; returns the loss dict of :func:`sfm_loss`.
+        """The objective of ``loss.mode`` on one batch; returns the loss dict of
+        :func:`sfm_loss` (``self_supervised``) or :func:`semi_supervised_loss` (the LiDAR modes).
 
         The networks see the augmented images ('rgb', 'rgb_context'); the photometric loss
         compares the un-jittered ones ('rgb_original', 'rgb_context_original'), as
         packnet-sfm's SelfSupModel does.
         """
-        rgb, contexts = batch['rgb'], list(batch['rgb_context'])
+        rgb = batch['rgb']
         inv_depths = self.model.depth_net(rgb)
         if isinstance(inv_depths, torch.Tensor):
             inv_depths = [inv_depths]
+        if self.mode == 'supervised':
+            return self._supervised_loss(inv_depths, batch['depth'])
+        contexts = list(batch['rgb_context'])
         _, poses = self.poses(rgb, contexts)
         expected = batch.get('expected_translation')
         if expected is not None and torch.isnan(expected).all():
             expected = None
         target = batch.get('rgb_original', rgb)
         ref = list(batch.get('rgb_context_original', contexts))
-        return sfm_loss(target, ref, inv_depths, poses, batch['intrinsics'], expected, self.loss_cfg)
+        out = sfm_loss(target, ref, inv_depths, poses, batch['intrinsics'], expected, self.loss_cfg)
+        if self.mode == 'semi_supervised':
+            c = self.loss_cfg
+            out = semi_supervised_loss(out, self._lidar_scales(inv_depths), batch['depth'], c.lidar_weight,
+                                       c.supervised_term, c.silog_variance_focus)
+        return out
+
+    def _lidar_scales(self, inv_depths: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Depth (metres, float32) of the scales the photometric loss uses (the first num_scales)."""
+        return [inv_to_depth(d.float()) for d in inv_depths[:max(1, int(self.loss_cfg.num_scales))]]
+
+    def _supervised_loss(self, inv_depths: list[torch.Tensor], lidar: torch.Tensor) -> dict:
+        """``loss.supervised_term`` on the LiDAR returns alone. A batch without any return
+        gives a zero loss that still depends on every depth parameter (each DDP rank must
+        run backward through the same parameters)."""
+        c = self.loss_cfg
+        zero = inv_depths[0].new_zeros((), dtype=torch.float32)
+        out = semi_supervised_loss({'loss': zero}, self._lidar_scales(inv_depths), lidar, 1.0,
+                                   c.supervised_term, c.silog_variance_focus)
+        if not out['lidar_images'] > 0:
+            out['loss'] = sum(d.float().sum() for d in inv_depths) * 0.0
+        del out['self_supervised']
+        return out
 
     # -- Lightning hooks -----------------------------------------------------------------
     def training_step(self, batch, batch_idx):
@@ -166,9 +203,10 @@ class SfmLightningModule(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.cfg.optim
-        opt = torch.optim.Adam([
-            {'params': self.model.depth_net.parameters(), 'lr': o.lr},
-            {'params': self.model.pose_net.parameters(), 'lr': o.pose_lr}], weight_decay=o.weight_decay)
+        groups = [{'params': self.model.depth_net.parameters(), 'lr': o.lr}]
+        if self.mode != 'supervised':
+            groups.append({'params': self.model.pose_net.parameters(), 'lr': o.pose_lr})
+        opt = torch.optim.Adam(groups, weight_decay=o.weight_decay)
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=o.step_size, gamma=o.gamma)
         return {'optimizer': opt, 'lr_scheduler': {'scheduler': sched, 'interval': 'epoch'}}
 

@@ -8,6 +8,7 @@ and after training, time, hardware).
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -36,11 +37,12 @@ def resolve_precision(setting: str, accelerator: str) -> str:
 
 def build_data(cfg: TrainConfig):
     """(train dataset, val dataset or None, data summary dict) from the config's sequences."""
-    from ..data import SfmDataset, load_sequences
+    from ..data import SfmDataset, count_depth_samples, load_sequences
     shape = tuple(cfg.model.image_shape)
     train_seqs = load_sequences(cfg.data.train, cfg.base_dir)
     val_seqs = load_sequences(cfg.data.val, cfg.base_dir) if cfg.data.val else []
-    train = SfmDataset(train_seqs, shape, augment=cfg.data.augment, repeat=cfg.data.repeat, seed=cfg.seed)
+    train = SfmDataset(train_seqs, shape, augment=cfg.data.augment, repeat=cfg.data.repeat, seed=cfg.seed,
+                       depth_resize=cfg.data.depth_resize)
     val = SfmDataset(val_seqs, shape, augment=False) if val_seqs else None
     summary = {
         'train': [s.describe() for s in train_seqs],
@@ -49,8 +51,23 @@ def build_data(cfg: TrainConfig):
         'repeat': cfg.data.repeat,
         'skipped': [list(x) for s in train_seqs for x in getattr(s, 'skipped', [])],
         'velocity_supervision': any(_has_speed(s) for s in train_seqs),
+        'lidar_samples': sum(count_depth_samples(s) for s in train_seqs),
     }
+    if cfg.loss.mode != 'self_supervised' and summary['lidar_samples'] == 0:
+        raise ValueError(f'loss.mode {cfg.loss.mode} needs LiDAR depth, and no training sample has any '
+                         f'(kitti: proj_depth/velodyne/<camera>/; bag: depth_topic)')
     return train, val, summary
+
+
+def weights_digest(module) -> str:
+    """SHA-256 of every parameter of the model (names, shapes and float32 bytes, in order):
+    equal digests = identical weights (e.g. on every DDP rank after training)."""
+    h = hashlib.sha256()
+    for name, p in module.model.named_parameters():
+        t = p.detach().float().cpu().contiguous()
+        h.update(f'{name}:{tuple(t.shape)};'.encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
 
 
 def _has_speed(seq) -> bool:
@@ -90,7 +107,7 @@ def train(cfg: TrainConfig, resume: str | None = None, out_dir: str | None = Non
                                                   mode='max', every_n_epochs=1, save_on_train_epoch_end=True)
     callbacks = [ckpt_cb, L.pytorch.callbacks.LearningRateMonitor()]
     alignment = None
-    if cfg.loss.scale_alignment_step > 0 and summary['velocity_supervision']:
+    if cfg.loss.scale_alignment_step > 0 and summary['velocity_supervision'] and cfg.loss.mode != 'supervised':
         alignment = ScaleAlignment(cfg.loss.scale_alignment_step,
                                    distill_steps=cfg.loss.scale_alignment_distill_steps)
         callbacks.append(alignment)
@@ -128,12 +145,18 @@ def train(cfg: TrainConfig, resume: str | None = None, out_dir: str | None = Non
         'image_shape': list(cfg.model.image_shape), 'precision': precision,
         'epochs': int(trainer.current_epoch), 'steps': int(trainer.global_step), 'train_wall_s': round(wall, 1),
         'resumed_from': ckpt_path, 'data': summary, 'val_before': before, 'val_after': after,
-        'scale_alignment': dict(module.scale_alignment),
+        'scale_alignment': dict(module.scale_alignment), 'loss_mode': cfg.loss.mode,
         'hardware': machine_info(), 'config': cfg.as_dict(),
+        'rank': int(trainer.global_rank), 'world_size': int(trainer.world_size),
+        'weights_sha256': weights_digest(module),
     }
+    if trainer.world_size > 1:  # every rank: its weights' digest (equal on all ranks = in sync)
+        (out / f'weights_sha256.rank{trainer.global_rank}').write_text(report['weights_sha256'] + '\n')
+    # supervised mode never trains PoseNet: the slim checkpoint leaves it out
+    pose_net = module.model.pose_net if cfg.loss.mode != 'supervised' else None
     if trainer.is_global_zero:
         model_path = save_checkpoint(out / 'model.ckpt', module.model.depth_net, module.spec,
-                                     module.model.pose_net,
+                                     pose_net,
                                      metadata={'summary': f'{cfg.name}: {report["steps"]} steps',
                                                'training': {k: report[k] for k in ('epochs', 'steps', 'train_wall_s',
                                                                                    'precision', 'hardware')},
@@ -144,7 +167,7 @@ def train(cfg: TrainConfig, resume: str | None = None, out_dir: str | None = Non
         report['model'] = str(model_path)
         if cfg.ship_path:
             shipped = save_checkpoint(cfg.resolve(cfg.ship_path), module.model.depth_net, module.spec,
-                                      module.model.pose_net, metadata=load_checkpoint(model_path).metadata,
+                                      pose_net, metadata=load_checkpoint(model_path).metadata,
                                       config={'train': cfg.as_dict()}, pose_dtype=torch.float16)
             report['shipped'] = {'path': str(shipped), 'size_mb': round(shipped.stat().st_size / 2 ** 20, 2)}
         write_json(out / 'report.json', report)
