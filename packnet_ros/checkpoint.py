@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .networks import build_depth_net, build_pose_net, depth_net_label
+from .networks import DEPTH_NETWORKS, build_depth_model, build_depth_net, build_pose_net, depth_net_label
 
 FORMAT = 'packnet_ros/1'
 DEPTH_PREFIX = 'model.depth_net.'
@@ -53,12 +53,17 @@ class ModelSpec:
     """What a checkpoint's networks are.
 
     Attributes:
-        depth_net: packnet-sfm name ("PackNet01", "PackNetSlim01").
-        version: "1A" / "1B".
+        depth_net: packnet-sfm name ("PackNet01", "PackNetSlim01") or a head with its
+            encoder ("BTS-ResNet50", "SID-ResNet18"; see
+            :func:`packnet_ros.networks.build_depth_model`).
+        version: "1A" / "1B" (PackNet only).
         width: channel multiplier (1.0 = published network).
         image_shape: (H, W) network input size, multiples of 32.
         max_depth: evaluation / clamping range from the training config, metres.
         pose_net: pose network name or None.
+        options: keyword options of a BTS / SID model (``model.depth_net.options`` in the
+            config, plain numbers and strings, e.g. ``{'num_bins': 71, 'mode': 'ordinal',
+            'alpha': 1.0, 'beta': 80.0}``); empty for PackNet.
     """
 
     depth_net: str = 'PackNet01'
@@ -67,6 +72,7 @@ class ModelSpec:
     image_shape: tuple[int, int] = DEFAULT_IMAGE_SHAPE
     max_depth: float = 80.0
     pose_net: str | None = 'PoseNet'
+    options: dict = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -75,14 +81,30 @@ class ModelSpec:
 
     def to_config(self) -> dict:
         """packnet-sfm-shaped plain config dict for this spec."""
+        depth: dict = {'name': self.depth_net, 'version': self.version, 'width': self.width}
+        if self.options:
+            depth['options'] = dict(self.options)
         return {
             'model': {
-                'depth_net': {'name': self.depth_net, 'version': self.version, 'width': self.width},
+                'depth_net': depth,
                 'pose_net': {'name': self.pose_net or '', 'version': ''},
                 'params': {'min_depth': 0.0, 'max_depth': self.max_depth},
             },
             'datasets': {'augmentation': {'image_shape': list(self.image_shape)}},
         }
+
+    def build_depth_net(self) -> nn.Module:
+        """A freshly initialised depth network of this spec (training mode, CPU).
+
+        Raises:
+            ValueError: unknown network, or options the model does not take.
+        """
+        if self.depth_net in DEPTH_NETWORKS and not self.options:
+            return build_depth_net(self.depth_net, self.version, self.width)
+        try:
+            return build_depth_model(self.depth_net, version=self.version, width=self.width, **self.options)
+        except TypeError as exc:
+            raise ValueError(f'{self.depth_net}: bad options {self.options!r}: {exc}') from None
 
     @classmethod
     def from_config(cls, config: dict) -> 'ModelSpec':
@@ -109,12 +131,14 @@ class ModelSpec:
         except (TypeError, ValueError):
             raise CheckpointError(f'config: datasets.augmentation.image_shape is {list(shape)!r}, '
                                   f'expected two integers [H, W]') from None
+        options = _section(depth.get('options'), 'model.depth_net.options')
         return cls(depth_net=_text(depth.get('name'), 'model.depth_net.name') or 'PackNet01',
                    version=_text(depth.get('version'), 'model.depth_net.version') or '1A',
                    width=_number(depth.get('width', 1.0), 'model.depth_net.width') or 1.0,
                    image_shape=image_shape,
                    max_depth=_number(params.get('max_depth', 80.0), 'model.params.max_depth') or 80.0,
-                   pose_net=_text(pose.get('name'), 'model.pose_net.name') or None)
+                   pose_net=_text(pose.get('name'), 'model.pose_net.name') or None,
+                   options={str(k): v for k, v in options.items()})
 
 
 def _section(value, key: str) -> dict:
@@ -299,7 +323,7 @@ def load_checkpoint(path: str | os.PathLike, with_pose: bool = True) -> Checkpoi
         raise CheckpointError(f'{path} has no depth network weights ({DEPTH_PREFIX}*)')
     _check_finite(depth_state, path, DEPTH_PREFIX)
     try:
-        depth_net = build_depth_net(spec.depth_net, spec.version, spec.width)
+        depth_net = spec.build_depth_net()
     except ValueError as exc:
         raise CheckpointError(f'{path}: {exc}') from exc
     _load_strict(depth_net, depth_state, path, 'depth')

@@ -8,6 +8,12 @@ Pipeline (DESIGN.md): RGB (H, W, 3) uint8 -> resize to the network shape (h, w) 
 tensor (1, 3, h, w) in [0, 1] -> network -> inverse depth (1, 1, h, w) 1/m ->
 depth = scale / inv_depth, metres, optionally resized back to the camera's (H, W) ->
 REP 117 marking: +Inf beyond ``max_depth``, -Inf below ``min_depth``, NaN invalid.
+
+Networks whose forward gives depth in metres (``depth_output_kind(net) == 'depth'``: BTS,
+SID) take the same path with depth = scale * depth (no inversion; a resize interpolates
+the depth itself); a network with ``forward_with_confidence`` (SID) also yields a
+per-pixel confidence in [0, 1]. The ``fast`` backend (folded packing layers) is
+PackNet's: for other networks ``auto`` and ``fast`` run ``eager``.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from .checkpoint import Checkpoint, ModelSpec, load_checkpoint
 from .geometry import inv_to_depth, scale_intrinsics
 from .imageproc import resize_rgb, rgb_to_tensor
 from .machine import cpu_supports_fast_bf16
-from .networks import build_depth_net
+from .networks import depth_output_kind
 from .networks.fast import BACKENDS, prepare_for_inference
 from .networks.openvino_backend import OpenVINODepthNet
 
@@ -131,7 +137,8 @@ class DepthEstimator:
             calls of both on this input shape) finds it faster and within 1 % mean relative
             depth difference of the fp32 module (see :meth:`_choose_auto`); ``backend`` then
             names the chosen one and ``backend_reason`` says why. See
-            :func:`packnet_ros.networks.fast.prepare_for_inference`.
+            :func:`packnet_ros.networks.fast.prepare_for_inference`. For a network that
+            outputs depth (BTS, SID; no packing layers) "auto" and "fast" run "eager".
         max_depth: metres; deeper pixels become +Inf. Defaults to the spec's max_depth.
         min_depth: metres; shallower pixels become -Inf (0 disables).
         input_shape: (h, w) override of the network input size (multiples of 32).
@@ -164,9 +171,15 @@ class DepthEstimator:
         if backend == 'openvino' and self.precision not in ('fp32', 'bf16'):
             raise ValueError(f'backend "openvino" runs fp32 or bf16, not {self.precision}')
         self.source_net = depth_net.float().eval()  # trainable form (saving, adaptation)
+        self.output_kind = depth_output_kind(depth_net)
         self.backend_reason = f'backend {backend} asked for'
         self.backend_timings_ms: dict[str, float] = {}
-        if backend == 'auto':
+        if self.output_kind != 'inv_depth' and backend in ('auto', 'fast'):
+            self.backend = 'eager'
+            self.backend_reason = (f'{backend} = eager (the folded packing layers of "fast" are PackNet\'s; '
+                                   f'{self.spec.label} has none)')
+            self.net = self.prepare(self.source_net)
+        elif backend == 'auto':
             self.backend, self.net = self._choose_auto()
         else:
             self.backend = backend
@@ -249,7 +262,7 @@ class DepthEstimator:
         """Randomly initialised network (Xavier, as packnet-sfm) of the given spec."""
         spec = spec or ModelSpec()
         torch.manual_seed(seed)
-        net = build_depth_net(spec.depth_net, spec.version, spec.width)
+        net = spec.build_depth_net()
         est = cls(net, spec, **kwargs)
         est.checkpoint = None
         return est
@@ -260,6 +273,12 @@ class DepthEstimator:
     def label(self) -> str:
         """Network name, e.g. "PackNet01-1A"."""
         return self.spec.label
+
+    @property
+    def has_confidence(self) -> bool:
+        """The running network yields a per-pixel confidence (SID heads; not through OpenVINO,
+        whose export has the depth output only)."""
+        return callable(getattr(self.net, 'forward_with_confidence', None))
 
     # -- pipeline ----------------------------------------------------------------------
     def preprocess(self, rgb: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
@@ -273,20 +292,43 @@ class DepthEstimator:
         return x, small
 
     def infer(self, x: torch.Tensor, flip_pp: bool = False) -> torch.Tensor:
-        """Network forward: (B, 3, h, w) in [0, 1] -> inverse depth (B, 1, h, w) float32, 1/m."""
+        """Network forward: (B, 3, h, w) in [0, 1] -> (B, 1, h, w) float32: inverse depth (1/m)
+        when ``output_kind`` is "inv_depth" (PackNet), depth (m) when it is "depth"."""
         return self._infer_with(self.net, x, flip_pp)
 
-    @torch.inference_mode()
     def _infer_with(self, net: torch.nn.Module, x: torch.Tensor, flip_pp: bool,
                     dtype: torch.dtype | None = None) -> torch.Tensor:
+        return self._forward(net, x, flip_pp, dtype)[0]
+
+    @torch.inference_mode()
+    def _forward(self, net: torch.nn.Module, x: torch.Tensor, flip_pp: bool,
+                 dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(network output (B, 1, h, w) float32 of kind ``output_kind``, confidence
+        (B, 1, h, w) float32 in [0, 1] or None). With ``flip_pp`` the mirrored prediction is
+        fused in inverse depth (:func:`flip_post_process`; a depth output is inverted for it
+        and back) and the confidences are averaged."""
         if isinstance(net, OpenVINODepthNet):  # takes float32 NCHW; runs its own precision
             x = x.to(self.device, torch.float32)
         else:
             x = x.to(self.device, dtype or self.dtype).contiguous(memory_format=torch.channels_last)
-        inv = net(x).float()
+        with_conf = getattr(net, 'forward_with_confidence', None)
+
+        def run(inp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+            if callable(with_conf):
+                out, conf = with_conf(inp)
+                return out.float(), conf.float()
+            return net(inp).float(), None
+
+        out, conf = run(x)
         if flip_pp:
-            inv = flip_post_process(inv, net(x.flip(-1)).float())
-        return inv
+            out_f, conf_f = run(x.flip(-1))
+            if self.output_kind == 'depth':
+                out = 1.0 / flip_post_process(1.0 / out, 1.0 / out_f)
+            else:
+                out = flip_post_process(out, out_f)
+            if conf is not None and conf_f is not None:
+                conf = 0.5 * (conf + conf_f.flip(-1))
+        return out, conf
 
     def swap_network(self, net: torch.nn.Module) -> None:
         """Replace the inference module (built with :meth:`prepare`); frames already running
@@ -294,19 +336,24 @@ class DepthEstimator:
         self.net = net
 
     def to_depth(self, inv: torch.Tensor, scale: float = 1.0, output_size: tuple[int, int] | None = None,
-                 max_depth: float | None = None, min_depth: float | None = None) -> np.ndarray:
+                 max_depth: float | None = None, min_depth: float | None = None,
+                 kind: str = 'inv_depth') -> np.ndarray:
         """Inverse depth (1, 1, h, w) -> depth (H, W) float32 metres with REP 117 marking.
 
         Resizing to ``output_size`` interpolates inverse depth bilinearly
         (align_corners=True, as the packnet-sfm evaluation does) before inverting.
         ``max_depth`` / ``min_depth`` (metres) override the estimator's for this call:
         deeper becomes +Inf, shallower -Inf (0 disables), non-finite NaN.
+        ``kind='depth'``: ``inv`` is depth in metres (a depth network's output); it is
+        resized the same way and multiplied by ``scale`` (no inversion).
         """
+        if kind not in ('inv_depth', 'depth'):
+            raise ValueError(f'kind must be "inv_depth" or "depth", got {kind!r}')
         max_depth = self.max_depth if max_depth is None else float(max_depth)
         min_depth = self.min_depth if min_depth is None else float(min_depth)
         if output_size is not None and tuple(output_size) != tuple(inv.shape[-2:]):
             inv = F.interpolate(inv, size=tuple(output_size), mode='bilinear', align_corners=True)
-        depth = inv_to_depth(inv, scale)
+        depth = inv * float(scale) if kind == 'depth' else inv_to_depth(inv, scale)
         depth = torch.where(torch.isfinite(depth), depth, torch.full_like(depth, float('nan')))
         depth = torch.where(depth > max_depth, torch.full_like(depth, float('inf')), depth)
         if min_depth > 0:
@@ -324,15 +371,27 @@ class DepthEstimator:
         x, small = self.preprocess(rgb)
         t1 = time.perf_counter()
         net = self.net  # one reference per frame: weight swaps happen between frames
-        inv = self._infer_with(net, x, flip_pp)
+        out, conf = self._forward(net, x, flip_pp)
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
         H, W = rgb.shape[:2]
         h, w = self.input_shape
         K_net = None if K is None else scale_intrinsics(K, w / W, h / H)
-        return Prediction(x, rgb, small, inv, None if K is None else np.array(K, dtype=np.float64), K_net,
-                          {'preprocess_ms': 1e3 * (t1 - t0), 'inference_ms': 1e3 * (t2 - t1)})
+        return Prediction(x, rgb, small, out, None if K is None else np.array(K, dtype=np.float64), K_net,
+                          {'preprocess_ms': 1e3 * (t1 - t0), 'inference_ms': 1e3 * (t2 - t1)},
+                          self.output_kind, conf)
+
+    def confidence_map(self, pred: 'Prediction', output_size: tuple[int, int] | None = None) -> np.ndarray | None:
+        """The prediction's confidence as (h, w) float32 in [0, 1] (bilinearly resized to
+        ``output_size`` when given, align_corners=True as the depth), or None when the
+        network gives none."""
+        if pred.confidence is None:
+            return None
+        conf = pred.confidence
+        if output_size is not None and tuple(output_size) != tuple(conf.shape[-2:]):
+            conf = F.interpolate(conf, size=tuple(output_size), mode='bilinear', align_corners=True)
+        return conf[0, 0].clamp(0.0, 1.0).float().cpu().numpy()
 
     def finish(self, pred: 'Prediction', scale: float = 1.0, output: str = 'network') -> DepthResult:
         """Depth in metres from a :class:`Prediction` (second half of :meth:`predict`)."""
@@ -340,10 +399,10 @@ class DepthEstimator:
             raise ValueError(f'output must be "network" or "camera", got {output!r}')
         t2 = time.perf_counter()
         if output == 'camera':
-            depth = self.to_depth(pred.inv, scale, pred.rgb.shape[:2])
+            depth = self.to_depth(pred.output, scale, pred.rgb.shape[:2], kind=pred.kind)
             K_out, img = pred.K, pred.rgb
         else:
-            depth = self.to_depth(pred.inv, scale)
+            depth = self.to_depth(pred.output, scale, kind=pred.kind)
             K_out, img = pred.K_net, pred.small
         timings = dict(pred.timings_ms, postprocess_ms=1e3 * (time.perf_counter() - t2))
         return DepthResult(depth, K_out, img, scale, timings)
@@ -370,12 +429,26 @@ class DepthEstimator:
 
 @dataclass
 class Prediction:
-    """Network output before scaling: input tensor, images, inverse depth, intrinsics, timings."""
+    """Network output before scaling: input tensor, images, network output, intrinsics, timings.
+
+    Attributes:
+        output: (1, 1, h, w) float32: inverse depth (1/m) when ``kind`` is "inv_depth",
+            depth (m) when it is "depth" (see :func:`packnet_ros.networks.depth_output_kind`).
+        kind: "inv_depth" or "depth".
+        confidence: (1, 1, h, w) float32 in [0, 1] when the network gives one (SID), else None.
+    """
 
     x: torch.Tensor
     rgb: np.ndarray
     small: np.ndarray
-    inv: torch.Tensor
+    output: torch.Tensor
     K: np.ndarray | None
     K_net: np.ndarray | None
     timings_ms: dict
+    kind: str = 'inv_depth'
+    confidence: torch.Tensor | None = None
+
+    @property
+    def inv(self) -> torch.Tensor:
+        """Inverse depth (1, 1, h, w), 1/m (the output, or its reciprocal for a depth network)."""
+        return self.output if self.kind == 'inv_depth' else 1.0 / self.output

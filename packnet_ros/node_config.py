@@ -158,6 +158,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _P('cloud_fields', 'xyzrgb', str, 'xyz | xyzrgb (colour from the input image)', choices=('xyz', 'xyzrgb')),
     _P('cloud_decimation', 1, int, 'Keep every N-th row and column of the depth image in the cloud', min=1,
        max=64),
+    _P('min_confidence', 0.0, float, 'Cloud points whose confidence (models with one: SID) is below this are '
+                                     'NaN; 0 keeps every point', min=0.0, max=1.0),
     _P('refinement', 'none', str, 'none | guided | fgs | crf: edge-aware refinement of the depth with the RGB '
                                   'image (guided filter, fast global smoother, dense CRF; see README Refinement)',
        choices=('none', 'guided', 'fgs', 'crf'), read_only=True),

@@ -73,6 +73,9 @@ class OnlineProcessor:
         if adaptation is not None:
             if pose is None:
                 raise ValueError('adaptation needs PoseNet weights, and this checkpoint has none')
+            if getattr(estimator, 'output_kind', 'inv_depth') != 'inv_depth':
+                raise ValueError(f'online adaptation trains an inverse-depth (PackNet) network with the '
+                                 f'self-supervised loss; {estimator.label} outputs depth: disable adaptation')
             dev, dtype = estimator.device, estimator.dtype
             autocast = dtype if dtype != torch.float32 else None
             # the worker builds each swapped module (backend openvino: export + compile, no disk cache)

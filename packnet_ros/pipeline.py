@@ -8,13 +8,16 @@ A frame passes through an ordered list of stages, each a small object with a ``n
 ``__call__(frame, settings)`` that reads and fills fields of :class:`FrameState`:
 
     infer   RGB (H, W, 3) uint8 -> network input (1, 3, h, w) in [0, 1] -> inverse depth
-            (1, 1, h, w) 1/m, K scaled to (h, w)                      (DepthEstimator.run)
+            (1, 1, h, w) 1/m (or depth in m for BTS / SID), K scaled to (h, w); a network
+            with confidence (SID) fills ``confidence`` at the output resolution
+                                                                      (DepthEstimator.run)
     scale   metric scale factor: 1 (model), fixed, or odometry (PoseNet vs distance
             driven); feeds the online-adaptation buffer                 (OnlineProcessor)
     depth   depth = scale / inverse depth in metres at the network or camera resolution,
             REP 117 marking (+Inf beyond max_depth_m, -Inf below min_depth_m, NaN invalid)
     cloud   organized XYZ / XYZRGB cloud (depth_image_proc conventions), optionally
-            decimated; skipped when no one wants it
+            decimated; points whose confidence is below ``min_confidence`` are NaN;
+            skipped when no one wants it
 
 Where new capabilities go: sparse LiDAR input is a stage before ``infer`` (it fills
 ``frame.sparse``); a head with confidence fills ``frame.confidence`` in ``infer``;
@@ -69,6 +72,8 @@ class PipelineSettings:
         scale: metric scale source and the odometry estimator's settings.
         adaptation_max_steps_per_frame, adaptation_spike_factor: runtime settings of the
             online adapter (used only when adaptation is enabled).
+        min_confidence: cloud points whose confidence (models with one, SID) is below
+            this become NaN; in [0, 1], 0 keeps every point.
 
     Raises:
         ValueError: (at construction) a value outside its range or choices.
@@ -84,9 +89,12 @@ class PipelineSettings:
     scale: ScaleSettings = field(default_factory=ScaleSettings)
     adaptation_max_steps_per_frame: float = 2.0
     adaptation_spike_factor: float = 3.0
+    min_confidence: float = 0.0
 
     def __post_init__(self):
         errors = []
+        if not 0.0 <= self.min_confidence <= 1.0:
+            errors.append(f'min_confidence must be in [0, 1], got {self.min_confidence}')
         if not self.max_depth_m > 0:
             errors.append(f'max_depth_m must be > 0, got {self.max_depth_m}')
         if self.min_depth_m < 0 or (self.min_depth_m > 0 and self.min_depth_m >= self.max_depth_m):
@@ -165,6 +173,8 @@ class FrameOutput:
             :class:`packnet_ros.postprocess.obstacles.LaserScanData`), or None when not built.
         obstacles: obstacle points in the vehicle frame (``ObstacleStage``,
             :class:`packnet_ros.postprocess.obstacles.ObstacleCloud`), or None when not built.
+        confidence: (h, w) float32 in [0, 1] at ``depth``'s resolution (1 = sure), or None
+            when the model gives none (only SID heads do).
     """
 
     depth: np.ndarray
@@ -177,6 +187,7 @@ class FrameOutput:
     timings_ms: dict
     scan: LaserScanData | None = None
     obstacles: ObstacleCloud | None = None
+    confidence: np.ndarray | None = None
 
     def depth_summary(self) -> dict:
         """``valid_ratio`` (finite pixels / all) and finite depth ``min_m``, ``median_m``,
@@ -205,7 +216,8 @@ class Stage(Protocol):
 
 
 class InferStage:
-    """Preprocess and run the depth network (fills ``prediction``; timings
+    """Preprocess and run the depth network (fills ``prediction`` and, for a network with
+    confidence, ``confidence`` (h, w) float32 in [0, 1] at the output resolution; timings
     ``preprocess_ms`` and ``inference_ms`` come from the estimator)."""
 
     name = 'infer'
@@ -214,8 +226,10 @@ class InferStage:
         self.estimator = estimator
 
     def __call__(self, frame: FrameState, settings: PipelineSettings) -> None:
-        frame.prediction = self.estimator.run(frame.input.rgb, frame.input.K, settings.flip_pp)
-        frame.timings_ms.update(frame.prediction.timings_ms)
+        pred = frame.prediction = self.estimator.run(frame.input.rgb, frame.input.K, settings.flip_pp)
+        camera = settings.output_resolution == 'camera'
+        frame.confidence = self.estimator.confidence_map(pred, pred.rgb.shape[:2] if camera else None)
+        frame.timings_ms.update(pred.timings_ms)
 
 
 class ScaleStage:
@@ -244,8 +258,9 @@ class DepthStage:
     def __call__(self, frame: FrameState, settings: PipelineSettings) -> None:
         pred = _needs(frame.prediction, 'the network prediction', self.name)
         camera = settings.output_resolution == 'camera'
-        frame.depth = self.estimator.to_depth(pred.inv, frame.scale, pred.rgb.shape[:2] if camera else None,
-                                              max_depth=settings.max_depth_m, min_depth=settings.min_depth_m)
+        frame.depth = self.estimator.to_depth(pred.output, frame.scale, pred.rgb.shape[:2] if camera else None,
+                                              max_depth=settings.max_depth_m, min_depth=settings.min_depth_m,
+                                              kind=pred.kind)
         frame.K, frame.rgb = (pred.K, pred.rgb) if camera else (pred.K_net, pred.small)
 
 
@@ -258,7 +273,11 @@ class CloudStage:
         if not frame.want_cloud or frame.K is None:
             return
         step = int(settings.cloud_decimation)
-        d, Kc = decimate(_needs(frame.depth, 'depth', self.name), frame.K, step)
+        depth = _needs(frame.depth, 'depth', self.name)
+        if settings.min_confidence > 0 and frame.confidence is not None \
+                and frame.confidence.shape == depth.shape:
+            depth = np.where(frame.confidence >= settings.min_confidence, depth, np.float32(np.nan))
+        d, Kc = decimate(depth, frame.K, step)
         colours = _needs(frame.rgb, 'the image', self.name)[::step, ::step] if settings.cloud_fields == 'xyzrgb' \
             else None
         frame.cloud = make_cloud_array(depth_to_xyz(d, Kc), colours)
@@ -353,7 +372,8 @@ class DepthPipeline:
         state.timings_ms['total_ms'] = 1e3 * (time.perf_counter() - t0)
         return FrameOutput(_needs(state.depth, 'depth', 'output'), state.K, _needs(state.rgb, 'the image', 'output'),
                            state.cloud, state.scale, state.scale_status,
-                           self.online.weights_version, state.timings_ms, state.scan, state.obstacles)
+                           self.online.weights_version, state.timings_ms, state.scan, state.obstacles,
+                           state.confidence)
 
     def stop(self) -> None:
         """Stop background work (the adaptation worker)."""

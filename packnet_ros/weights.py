@@ -8,9 +8,11 @@ demo | evaluate | export | benchmark | train --init``) takes the same text:
                                 description says so
     <path>.ckpt                 a packnet-sfm or packnet_ros checkpoint file
     untrained[:<Network>[:<width>]]
-                                randomly initialised <Network> (PackNet01, PackNetSlim01;
-                                default: the caller's fallback network) with channel
-                                multiplier <width>; seeded, so two runs get the same weights
+                                randomly initialised <Network> (PackNet01, PackNetSlim01,
+                                BTS-ResNet{18,34,50}, SID-ResNet{18,34,50}; default: the
+                                caller's fallback network) with channel multiplier <width>
+                                (BTS / SID: of the decoder); seeded, so two runs get the
+                                same weights
 
 ``""`` means ``default``.
 """
@@ -22,7 +24,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import Checkpoint, ModelSpec, default_checkpoint_path, load_checkpoint
-from .networks import DEPTH_NETWORKS, build_depth_net, build_pose_net
+from .networks import build_pose_net, canonical_depth_model_name
 
 SYNTAX = '"default", a .ckpt path, or "untrained[:<Network>[:<width>]]"'
 UNTRAINED_SEED = 0
@@ -115,11 +117,13 @@ def parse_weights(text: str | None, network: str = 'PackNet01', width: float = 1
 
 
 def _untrained_spec(network: str, width: float, text: str) -> ModelSpec:
-    if network not in DEPTH_NETWORKS:
-        raise WeightsError(f'{text}: unknown network {network!r} (one of {", ".join(DEPTH_NETWORKS)})')
+    try:
+        name = canonical_depth_model_name(network)
+    except ValueError as exc:
+        raise WeightsError(f'{text}: unknown network {network!r} ({exc})') from None
     if not width > 0:
         raise WeightsError(f'{text}: width must be > 0, got {width}')
-    return ModelSpec(depth_net=network, width=float(width))
+    return ModelSpec(depth_net=name, width=float(width))
 
 
 @dataclass
@@ -164,7 +168,7 @@ def resolve_weights(text: str | None, with_pose: bool = True, network: str = 'Pa
         return ResolvedWeights(choice, ckpt, desc)
     spec = choice.untrained_spec
     torch.manual_seed(UNTRAINED_SEED)
-    depth_net = build_depth_net(spec.depth_net, spec.version, spec.width).eval()
+    depth_net = spec.build_depth_net().eval()
     pose_net = build_pose_net('PoseNet').eval() if with_pose else None
     if choice.fallback:
         desc = (f'UNTRAINED weights ({spec.label}): no default checkpoint is installed, so the depth is what '

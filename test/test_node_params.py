@@ -79,7 +79,7 @@ def test_every_runtime_parameter_reaches_the_pipeline(node):
            'cloud_fields': 'xyz', 'cloud_decimation': 3, 'fixed_scale': 2.0, 'scale.window': 7,
            'scale.min_speed_mps': 0.5, 'scale.max_odom_gap_s': 0.3, 'scale.max_frame_gap_s': 0.7,
            'scale.outlier_k': 2.5, 'adaptation.max_steps_per_frame': 1.0, 'adaptation.spike_factor': 4.0,
-           'adaptation.save_path': '/tmp/adapted.ckpt', 'lazy': False}
+           'adaptation.save_path': '/tmp/adapted.ckpt', 'lazy': False, 'min_confidence': 0.3}
     nav = {'obstacles.target_frame': 'odom', 'obstacles.camera_x_m': 0.3, 'obstacles.camera_y_m': 0.1,
            'obstacles.camera_z_m': 1.5, 'obstacles.camera_roll_rad': 0.01, 'obstacles.camera_pitch_rad': 0.02,
            'obstacles.camera_yaw_rad': 0.03, 'obstacles.min_height_m': 0.3, 'obstacles.max_height_m': 1.9,
@@ -97,6 +97,7 @@ def test_every_runtime_parameter_reaches_the_pipeline(node):
     assert (s.scale.fixed_scale, s.scale.window, s.scale.min_speed_mps, s.scale.max_odom_gap_s,
             s.scale.max_frame_gap_s, s.scale.outlier_k) == (2.0, 7, 0.5, 0.3, 0.7, 2.5)
     assert (s.adaptation_max_steps_per_frame, s.adaptation_spike_factor) == (1.0, 4.0)
+    assert s.min_confidence == 0.3
     est = node.pipeline.online.scale  # the odometry estimator itself, used by the next frame
     assert (est.window, est.min_speed, est.outlier_k) == (7, 0.5, 2.5)
     assert est.max_odom_gap_ns == 300_000_000 and est.max_frame_dt_ns == 700_000_000

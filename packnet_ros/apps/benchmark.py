@@ -28,6 +28,7 @@ from ..checkpoint import default_checkpoint_path
 from ..geometry import inv_to_depth
 from ..jsonio import write_json
 from ..machine import cpu_supports_fast_bf16, machine_info
+from ..networks import depth_output_kind
 from ..networks.fast import prepare_for_inference
 from ..networks.flops import conv_flops
 from ..networks.openvino_backend import OpenVINODepthNet, openvino_native_bf16, openvino_version
@@ -107,7 +108,13 @@ def load_network(weights: str) -> tuple[torch.nn.Module, str, str]:
 
 def bench_network(net: torch.nn.Module, label: str, shape: tuple[int, int], device: torch.device,
                   x_img: torch.Tensor, peaks: dict, warmup: int, repeats: int, paths: list[Path_]) -> list[dict]:
-    """All paths of one network at one input size; the first path is the fp32-eager reference."""
+    """All paths of one network at one input size; the first path is the fp32-eager reference.
+
+    A network that outputs depth (BTS, SID: no packing layers to fold) runs its eager paths
+    only; its output is taken as depth in metres."""
+    depth_out = depth_output_kind(net) == 'depth'
+    if depth_out:
+        paths = [p for p in paths if p.backend == 'eager']
     x = torch.nn.functional.interpolate(x_img, size=shape, mode='area').to(device)
     sync = torch.cuda.synchronize if device.type == 'cuda' else None
     from ..networks.fast import fold_pack_layers
@@ -125,7 +132,7 @@ def bench_network(net: torch.nn.Module, label: str, shape: tuple[int, int], devi
             torch.cuda.reset_peak_memory_stats(device)
         with torch.inference_mode():
             stats = timeit(lambda m=model: m(xin), warmup, repeats, sync)
-            depth = inv_to_depth(model(xin).float())
+            depth = model(xin).float() if depth_out else inv_to_depth(model(xin).float())
         executed = executed_by_backend[p.backend]
         if ref_depth is None:
             ref_depth, ref_ms = depth, stats['median_ms']

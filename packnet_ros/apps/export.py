@@ -5,7 +5,9 @@ InstanceNormalization + reshapes and the packing/unpacking 3D convolutions becom
 nodes, both supported natively by onnxruntime and TensorRT (no GroupNorm plugin needed,
 unlike NVIDIA's onnx_packnet sample). Input ``rgb`` (1, 3, H, W) float32 RGB in [0, 1];
 output ``inv_depth`` (1, 1, H, W) in 1/m (depth = 1 / inv_depth, metres, for
-velocity-supervised checkpoints). Every export is verified: onnxruntime (or the
+velocity-supervised checkpoints); for the BTS and SID heads (``untrained:BTS-ResNet18``,
+``SID-...`` checkpoints) the output is ``depth`` (1, 1, H, W) in metres (SID: depth only,
+no confidence). Every export is verified: onnxruntime (or the
 TorchScript module) must reproduce PyTorch within 1e-3 relative.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import ModelSpec
-from ..networks.export import DEFAULT_OPSET, export_onnx_model, plain_layout
+from ..networks.export import DEFAULT_OPSET, export_onnx_model, output_name, plain_layout
 from ..networks.fast import prepare_for_inference
 from ..weights import resolve_weights
 from .args import parse_size
@@ -42,7 +44,7 @@ def load_for_export(checkpoint: str) -> tuple[torch.nn.Module, ModelSpec, str]:
 
 
 def relative_error(out: np.ndarray, ref: np.ndarray) -> float:
-    """max |out - ref| / max |ref| (inverse depth is positive and bounded)."""
+    """max |out - ref| / max |ref| (inverse depth and depth are positive and bounded)."""
     return float(np.max(np.abs(out - ref)) / max(float(np.max(np.abs(ref))), 1e-12))
 
 
@@ -72,6 +74,7 @@ def export_onnx(net: torch.nn.Module, shape: tuple[int, int], out: str | Path, o
         raise ExportError(f'onnxruntime output differs from PyTorch: shape {got.shape} vs {ref.shape}, '
                           f'relative error {err:.2e} > {VERIFY_RTOL}')
     return {'format': 'onnx', 'path': str(out), 'opset': opset, 'input': list(x.shape), 'output': list(ref.shape),
+            'output_name': output_name(net),
             'ops': ops, 'relative_error_vs_pytorch': err, 'export_s': round(export_s, 1),
             'size_mb': out.stat().st_size / 2 ** 20}
 

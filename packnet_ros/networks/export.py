@@ -6,7 +6,9 @@ the network is prepared for inference on the CPU in float32 (``backend`` 'eager'
 module as written, 'fast' = folded packing layers), its weights made contiguous (NCHW), and
 exported with the TorchScript-based exporter (opset 17 by default): GroupNorm becomes
 InstanceNormalization + reshapes, the packing 3D convolutions Conv nodes. Input ``rgb``
-(1, 3, H, W) float32 RGB in [0, 1]; output ``inv_depth`` (1, 1, H, W) in 1/m.
+(1, 3, H, W) float32 RGB in [0, 1]; output ``inv_depth`` (1, 1, H, W) in 1/m for PackNet,
+``depth`` (1, 1, H, W) in metres for networks whose ``output_kind`` is 'depth' (BTS, SID;
+a SID model exports its depth only, not its confidence).
 """
 from __future__ import annotations
 
@@ -20,6 +22,12 @@ from .fast import prepare_for_inference
 
 INPUT_NAME = 'rgb'
 OUTPUT_NAME = 'inv_depth'
+DEPTH_OUTPUT_NAME = 'depth'
+
+
+def output_name(net: nn.Module) -> str:
+    """The exported output's name: ``inv_depth`` (PackNet, 1/m) or ``depth`` (BTS, SID, m)."""
+    return DEPTH_OUTPUT_NAME if getattr(net, 'output_kind', 'inv_depth') == 'depth' else OUTPUT_NAME
 DEFAULT_OPSET = 17
 
 
@@ -51,6 +59,6 @@ def export_onnx_model(net: nn.Module, shape: tuple[int, int], out: str | Path, o
     x = torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(0))
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # tracer warnings about shape-dependent Python branches (fixed shape)
-        torch.onnx.export(model, (x,), str(out), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+        torch.onnx.export(model, (x,), str(out), input_names=[INPUT_NAME], output_names=[output_name(net)],
                           opset_version=opset, dynamo=dynamo, do_constant_folding=True)
     return model, x

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 __all__ = ['SidBins', 'sid_edges', 'as_sid_bins', 'sid_labels', 'sid_ordinal_targets',
-           'sid_ordinal_probabilities', 'sid_bin_probabilities', 'sid_confidence', 'sid_decode',
+           'sid_ordinal_probabilities', 'sid_bin_probabilities', 'sid_confidence', 'sid_decode', 'sid_depth',
            'SIDHead', 'SID_MODES', 'SID_METHODS']
 
 SID_MODES = ('ordinal', 'classification')
@@ -264,6 +264,14 @@ def sid_decode(logits: torch.Tensor, edges: SidBins | tuple | torch.Tensor, mode
     Returns:
         (depth, confidence), each (B, 1, H, W) float32; depth in metres.
     """
+    depth = sid_depth(logits, edges, mode, method)
+    return depth, sid_confidence(sid_bin_probabilities(logits, mode))
+
+
+def sid_depth(logits: torch.Tensor, edges: SidBins | tuple | torch.Tensor, mode: str,
+              method: str = 'soft') -> torch.Tensor:
+    """The depth half of :func:`sid_decode` (no confidence: what an exported depth model
+    computes). Returns (B, 1, H, W) float32 metres."""
     K = _check_logits(logits, mode)
     if method not in SID_METHODS:
         raise ValueError(f'method must be one of {SID_METHODS}, got {method!r}')
@@ -271,9 +279,8 @@ def sid_decode(logits: torch.Tensor, edges: SidBins | tuple | torch.Tensor, mode
     if bins.centres.numel() != K:
         raise ValueError(f'logits have {K} bins but the discretisation has {bins.centres.numel()}')
     c = bins.centres.to(device=logits.device, dtype=torch.float32)
-    p = sid_bin_probabilities(logits, mode)
-    confidence = sid_confidence(p)
     if mode == 'classification':
+        p = torch.softmax(logits.float(), dim=1)
         if method == 'soft':
             depth = (p * c.view(1, -1, 1, 1)).sum(1, keepdim=True)
         else:
@@ -287,7 +294,7 @@ def sid_decode(logits: torch.Tensor, edges: SidBins | tuple | torch.Tensor, mode
         else:
             label = ((x[:, 1::2] - x[:, 0::2]) >= 0).sum(1, keepdim=True).clamp(max=K - 1)
             depth = c[label]
-    return depth, confidence
+    return depth
 
 
 class SIDHead(nn.Module):

@@ -41,6 +41,11 @@ def depth_to_image_msg(depth: np.ndarray, header: Header) -> Image:
                  is_bigendian=0, step=step, data=data)
 
 
+def confidence_to_image_msg(confidence: np.ndarray, header: Header) -> Image:
+    """(H, W) float32 confidence in [0, 1] -> 32FC1 Image (``~/confidence``)."""
+    return depth_to_image_msg(np.clip(np.asarray(confidence, dtype=np.float32), 0.0, 1.0), header)
+
+
 def camera_info_to_K(msg) -> np.ndarray:
     """(3, 3) intrinsics of a CameraInfo: P's left 3x3 when P is set, else K.
 
@@ -146,7 +151,7 @@ def output_msgs(out: FrameOutput, header: Header, info: CameraInfo, info_wanted:
     return depth_msg, info_msg, cloud_msg
 
 
-__all__ = ['FrameInputError', 'camera_info_to_K', 'cloud_to_msg', 'decode_image_msg', 'depth_msg_to_meters',
+__all__ = ['FrameInputError', 'camera_info_to_K', 'cloud_to_msg', 'confidence_to_image_msg', 'decode_image_msg', 'depth_msg_to_meters',
            'depth_to_image_msg', 'frame_from_msgs', 'image_msg_to_rgb', 'make_camera_info', 'make_header',
            'output_msgs', 'resized_camera_info', 'rgb_to_image_msg', 'stamp_to_ns']
 
