@@ -53,9 +53,7 @@ def harness(node):
         h.subscribe(PointCloud2, f'{NODE}/obstacles', qos_profile_sensor_data)
         h.pub_image = h.publisher(Image, '/cam/image')
         h.pub_info = h.publisher(CameraInfo, '/cam/info')
-        assert h.spin_until(lambda: h.pub_image.get_subscription_count() > 0
-                            and h.pub_info.get_subscription_count() > 0
-                            and h.node.count_publishers(f'{NODE}/scan') > 0, 120), \
+        assert h.wait_for_subscribers([h.pub_image, h.pub_info], f'{NODE}/scan', 120), \
             f'node did not come up; log:\n{node.log.read_text()}'
         h.spin_until(lambda: False, 0.5)
         yield h

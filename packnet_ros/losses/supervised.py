@@ -302,6 +302,21 @@ def _sid_valid(logits: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None
     return _valid_mask(gt, mask)
 
 
+def _sid_inputs(logits: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None, channels: int,
+                what: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Float32 logits and ground truth, the valid-pixel mask and its count for the SID losses.
+
+    Raises:
+        ValueError: logits not (B, ``channels``, H, W) (the message starts with ``what``).
+    """
+    if logits.dim() != 4 or logits.shape[1] != channels:
+        raise ValueError(f'{what} = {channels} channels, got {tuple(logits.shape)}')
+    x = logits.float()
+    gt = gt.to(device=x.device, dtype=torch.float32)
+    valid = _sid_valid(x, gt, mask)
+    return x, gt, valid, valid.sum()
+
+
 def sid_ordinal_loss(logits: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None,
                      edges: SidBins | tuple | torch.Tensor) -> torch.Tensor:
     """DORN's ordinal regression loss (Fu et al. 2018, Eq. 4).
@@ -326,13 +341,8 @@ def sid_ordinal_loss(logits: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor 
     """
     bins = as_sid_bins(edges)
     K = bins.centres.numel()
-    if logits.dim() != 4 or logits.shape[1] != 2 * K:
-        raise ValueError(f'ordinal logits need 2K = {2 * K} channels, got {tuple(logits.shape)}')
     with float32_region(logits):
-        x = logits.float()
-        gt = gt.to(device=x.device, dtype=torch.float32)
-        valid = _sid_valid(x, gt, mask)
-        n = valid.sum()
+        x, gt, valid, n = _sid_inputs(logits, gt, mask, 2 * K, 'ordinal logits need 2K')
         if int(n) == 0:
             return x.new_zeros(())
         y = sid_ordinal_targets(torch.where(valid, gt, torch.zeros_like(gt)), bins)
@@ -360,13 +370,8 @@ def sid_cross_entropy_loss(logits: torch.Tensor, gt: torch.Tensor, mask: torch.T
     """
     bins = as_sid_bins(edges)
     K = bins.centres.numel()
-    if logits.dim() != 4 or logits.shape[1] != K:
-        raise ValueError(f'classification logits need K = {K} channels, got {tuple(logits.shape)}')
     with float32_region(logits):
-        x = logits.float()
-        gt = gt.to(device=x.device, dtype=torch.float32)
-        valid = _sid_valid(x, gt, mask)
-        n = valid.sum()
+        x, gt, valid, n = _sid_inputs(logits, gt, mask, K, 'classification logits need K')
         if int(n) == 0:
             return x.new_zeros(())
         labels = sid_labels(torch.where(valid, gt, torch.zeros_like(gt)), bins)  # (B, 1, H, W)

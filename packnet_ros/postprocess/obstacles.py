@@ -177,6 +177,20 @@ class LaserScanData:
     frame_id: str = ''
 
 
+def _checked_points(points_target, min_height_m: float, max_height_m: float) -> np.ndarray:
+    """(..., 3) float64 points, after checking their shape and the height band.
+
+    Raises:
+        ValueError: points not (..., 3), or min_height_m >= max_height_m.
+    """
+    p = np.asarray(points_target, dtype=np.float64)
+    if p.shape[-1] != 3:
+        raise ValueError(f'points must be (..., 3), got {p.shape}')
+    if not min_height_m < max_height_m:
+        raise ValueError(f'min_height_m ({min_height_m}) must be below max_height_m ({max_height_m})')
+    return p
+
+
 def laser_scan(points_target: np.ndarray, *, min_height_m: float, max_height_m: float, angle_min: float,
                angle_max: float, angle_increment: float, range_min: float, range_max: float,
                frame_id: str = '') -> LaserScanData:
@@ -199,11 +213,7 @@ def laser_scan(points_target: np.ndarray, *, min_height_m: float, max_height_m: 
     Raises:
         ValueError: bad shapes or geometry (band, angles, ranges), each named.
     """
-    p = np.asarray(points_target, dtype=np.float64)
-    if p.shape[-1] != 3:
-        raise ValueError(f'points must be (..., 3), got {p.shape}')
-    if not min_height_m < max_height_m:
-        raise ValueError(f'min_height_m ({min_height_m}) must be below max_height_m ({max_height_m})')
+    p = _checked_points(points_target, min_height_m, max_height_m)
     if not (angle_increment > 0 and math.isfinite(angle_increment)):
         raise ValueError(f'angle_increment must be > 0, got {angle_increment}')
     if not (math.isfinite(angle_min) and math.isfinite(angle_max) and angle_min <= angle_max):
@@ -349,11 +359,7 @@ def obstacle_cloud(points_target: np.ndarray, *, min_height_m: float, max_height
         ValueError: bad shapes (a confidence map of another shape) or parameters, each named.
         ImportError: ``ground_plane`` without scikit-learn.
     """
-    p = np.asarray(points_target, dtype=np.float64)
-    if p.shape[-1] != 3:
-        raise ValueError(f'points must be (..., 3), got {p.shape}')
-    if not min_height_m < max_height_m:
-        raise ValueError(f'min_height_m ({min_height_m}) must be below max_height_m ({max_height_m})')
+    p = _checked_points(points_target, min_height_m, max_height_m)
     if not (max_range_m > 0 and math.isfinite(max_range_m)):
         raise ValueError(f'max_range_m must be > 0 and finite, got {max_range_m}')
     if voxel_m < 0:
