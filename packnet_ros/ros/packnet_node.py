@@ -392,6 +392,8 @@ class PackNetNode(Node):
         try:
             self._hand_over(image, info)
         except Exception as exc:  # noqa: BLE001 - a callback must never take the node down
+            if not self.context.ok():
+                return  # shutting down (SIGINT/SIGTERM): the context is gone, nothing was lost
             self._drop(f'{type(exc).__name__}: {exc}', 'internal')
 
     def _hand_over(self, image: Image, info: CameraInfo) -> None:
