@@ -101,8 +101,8 @@ def load_network(weights: str) -> tuple[torch.nn.Module, str, str]:
         WeightsError: no such weights.
     """
     resolved = resolve_weights(weights, with_pose=False)
-    choice = resolved.checkpoint.spec.label
-    label = choice if resolved.choice.untrained else f'{resolved.choice.label} ({choice})'
+    network = resolved.checkpoint.spec.label
+    label = network if resolved.choice.untrained else f'{resolved.choice.label} ({network})'
     return resolved.checkpoint.depth_net.eval(), label, resolved.description
 
 

@@ -472,11 +472,16 @@ class PackNetNode(Node):
                    for p in (self.pub_depth, self.pub_info, self.pub_points, self.pub_stats, self.pub_scan,
                              self.pub_obstacles, self.pub_confidence))
 
+    @staticmethod
+    def _wanted(pub, lazy: bool) -> bool:
+        """Whether to compute and publish ``pub``'s output this frame (someone listens, or not lazy)."""
+        return pub is not None and (not lazy or pub.get_subscription_count() > 0)
+
     def _process(self, image: Image, info: CameraInfo, frame: FrameInput, t_start: float) -> None:
         """The worker's part of a frame: the pipeline, then the messages."""
         lazy = bool(self._p('lazy'))
         try:
-            want_cloud = self.pipeline.settings.cloud and (self.pub_points.get_subscription_count() > 0 or not lazy)
+            want_cloud = self.pipeline.settings.cloud and self._wanted(self.pub_points, lazy)
             self._prepare_navigation(image.header.frame_id, lazy)
             out = self.pipeline.process(frame, cloud=want_cloud)
             self._publish_outputs(image, info, out, lazy, t_start)
@@ -489,8 +494,8 @@ class PackNetNode(Node):
     def _prepare_navigation(self, camera_frame: str, lazy: bool) -> None:
         """Enable the navigation stages for the next frame when their topics are wanted,
         with this frame's extrinsics (worker thread, before ``pipeline.process``)."""
-        want_scan = self.pub_scan.get_subscription_count() > 0 or not lazy
-        want_obstacles = self.pub_obstacles.get_subscription_count() > 0 or not lazy
+        want_scan = self._wanted(self.pub_scan, lazy)
+        want_obstacles = self._wanted(self.pub_obstacles, lazy)
         settings = self._navigation_settings(camera_frame) if want_scan or want_obstacles else None
         if settings is not None:
             self.scan_stage.settings = self.obstacle_stage.settings = settings
@@ -522,14 +527,13 @@ class PackNetNode(Node):
         t_pub = time.perf_counter()
         header = image.header
         depth_msg, info_msg, cloud_msg = output_msgs(
-            out, header, info, info_wanted=self.pub_info.get_subscription_count() > 0 or not lazy)
+            out, header, info, info_wanted=self._wanted(self.pub_info, lazy))
         self._publish(self.pub_depth, depth_msg)
         if info_msg is not None:
             self._publish(self.pub_info, info_msg)
         if cloud_msg is not None:
             self._publish(self.pub_points, cloud_msg)
-        if self.pub_confidence is not None and out.confidence is not None \
-                and (self.pub_confidence.get_subscription_count() > 0 or not lazy):
+        if out.confidence is not None and self._wanted(self.pub_confidence, lazy):
             self._publish(self.pub_confidence, confidence_to_image_msg(out.confidence, header))
         self._publish_navigation(header, out)
         t_end = time.perf_counter()
@@ -549,8 +553,9 @@ class PackNetNode(Node):
         s.latency_ms = float(latency_ms)
         s.preprocess_ms = float(t['preprocess_ms'])
         s.inference_ms = float(t['inference_ms'])
-        s.postprocess_ms = float(t.get('depth_ms', 0.0) + t.get('cloud_ms', 0.0) + t.get('scan_ms', 0.0)
-                                 + t.get('obstacles_ms', 0.0) + publish_ms)
+        # every stage after the network and scale (depth, refine, cloud, scan, obstacles, ...) + messages
+        s.postprocess_ms = float(sum(t.get(f'{st.name}_ms', 0.0) for st in self.pipeline.stages
+                                     if st.name not in ('infer', 'scale')) + publish_ms)
         est = self.estimator
         s.network, s.device, s.precision, s.backend = est.label, str(est.device), est.precision, est.backend
         s.input_height, s.input_width = est.input_shape
