@@ -15,6 +15,11 @@ def _cmd_train(args) -> int:
     from ..training.train import train
     report = train(cfg, resume=args.resume, out_dir=args.out, progress=not args.no_progress)
     print(_summary(report))
+    refused = (report.get('shipped') or {}).get('refused')
+    if refused:
+        print(f'packnet-ros train: not shipped to {cfg.ship_path}: held-out check {refused}; '
+              f'the weights stay in {report.get("model")}')
+        return 1
     return 0
 
 
@@ -27,6 +32,13 @@ def _summary(report: dict) -> str:
             lines.append(f'{when}: median-scaled abs_rel {m["median_abs_rel"]:.3f} a1 {m["median_a1"]:.3f} | '
                          f'metric abs_rel {m["metric_abs_rel"]:.3f} a1 {m["metric_a1"]:.3f} | '
                          f'scale ratio {m["scale_ratio"]:.3f} ({m["n_frames"]} frames)')
+    for name, row in (report.get('heldout') or {}).items():
+        t, u = row['trained'], row['untrained']
+        lines.append(f'held-out {name} ({row["frames"]} frames): metric abs_rel {t["metric"]["abs_rel"]:.3f} '
+                     f'a1 {t["metric"]["a1"]:.3f} | median-scaled {t["median"]["abs_rel"]:.3f} '
+                     f'(untrained {u["median"]["abs_rel"]:.3f}) | scale ratio {t["metric"]["scale_ratio"]:.3f}')
+    if report.get('heldout_check'):
+        lines.append(f'held-out check: {report["heldout_check"]}')
     return '\n'.join(lines)
 
 

@@ -118,13 +118,14 @@ class FrameSequence:
 
     Args:
         context_offsets: context positions in frames relative to the target (distinct,
-            non-zero), converted to seconds with the nominal frame period.
+            non-zero), converted to seconds with the nominal frame period. Empty: samples
+            of the target alone (LiDAR-supervised training needs no context frames).
         context_dt_s: context offsets in seconds instead (non-zero, finite).
         tolerance_s: how far a context stamp may be from ``target + dt`` (default half the
             frame period).
 
     Raises:
-        ValueError: empty, zero, repeated or non-finite offsets.
+        ValueError: zero, repeated or non-finite offsets (empty ``context_dt_s``).
 
     Attributes:
         skipped: ``[(source id, reason), ...]`` for every frame or target that was left out.
@@ -145,7 +146,7 @@ class FrameSequence:
             self._offsets = None
         else:
             offs = [operator.index(v) for v in context_offsets]
-            if not offs or 0 in offs or len(set(offs)) != len(offs):
+            if 0 in offs or len(set(offs)) != len(offs):
                 raise ValueError(f'context_offsets must be distinct non-zero frame offsets, got {context_offsets!r}')
             self._offsets = offs
             dts = None
@@ -197,7 +198,7 @@ class FrameSequence:
         self.tolerance_s = (self._tolerance_given if self._tolerance_given is not None
                             else 0.5 * self.period_s)
         for t in candidates:
-            if not math.isfinite(self.period_s):
+            if self.context_dts and not math.isfinite(self.period_s):
                 self.skipped.append((self._source(t), 'fewer than 2 frames: no context frames exist'))
                 continue
             ctx, why = [], None

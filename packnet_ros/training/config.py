@@ -47,7 +47,10 @@ class LossConfig(SfmLossConfig):
     ``mode`` (:data:`LOSS_MODES`) selects the objective; ``supervised_term`` ('silog', 'l1',
     'l1-inv': :func:`packnet_ros.losses.semi_supervised_loss`) and ``lidar_weight`` (the
     weight of that term in ``semi_supervised``) only matter for the LiDAR modes;
-    ``silog_variance_focus`` is SILog's lambda (BTS: 0.85)."""
+    ``silog_variance_focus`` is SILog's lambda (BTS: 0.85). ``sid_loss`` ('ordinal' =
+    DORN's ordinal loss on ordinal logits, 'cross_entropy' = per-pixel cross-entropy on
+    classification logits) is the LiDAR loss of a SID ``model.depth_net`` (and sets its head's
+    logits mode); other networks ignore it."""
 
     scale_alignment_step: int = 0
     scale_alignment_distill_steps: int = 60
@@ -55,6 +58,7 @@ class LossConfig(SfmLossConfig):
     supervised_term: str = 'silog'
     lidar_weight: float = 1.0
     silog_variance_focus: float = 0.85
+    sid_loss: str = 'ordinal'  # SID heads: 'ordinal' | 'cross_entropy'
 
 
 @dataclass
@@ -70,7 +74,12 @@ class OptimConfig:
 
 @dataclass
 class DataConfig:
-    """Sequences (see :func:`packnet_ros.data.load_sequences`) and loader settings."""
+    """Sequences (see :func:`packnet_ros.data.load_sequences`) and loader settings.
+
+    ``heldout``: KITTI drive folders (with ``proj_depth``) that no ``train``/``val`` source may
+    read; after training the model and untrained weights of the same network are scored on
+    every frame of each (:mod:`packnet_ros.training.heldout`), and ``ship_path`` is not
+    written when the model is no better than untrained weights (median-scaled abs_rel)."""
 
     train: list = field(default_factory=list)
     val: list = field(default_factory=list)
@@ -80,6 +89,7 @@ class DataConfig:
     augment: bool = True
     val_every_n_epochs: int = 1
     depth_resize: str = 'nearest'  # training LiDAR targets: 'nearest' or 'preserve' (keeps every point)
+    heldout: list = field(default_factory=list)  # KITTI drives scored after training, never trained on
 
 
 @dataclass
@@ -332,6 +342,7 @@ def _check_choices(cfg: TrainConfig, where: str) -> None:
     """Values of the string options and weights that have a fixed set of valid values."""
     choices = [('loss.mode', cfg.loss.mode, LOSS_MODES),
                ('loss.supervised_term', cfg.loss.supervised_term, SUPERVISED_METHODS),
+               ('loss.sid_loss', cfg.loss.sid_loss, ('ordinal', 'cross_entropy')),
                ('data.depth_resize', cfg.data.depth_resize, ('nearest', 'preserve'))]
     for key, value, allowed in choices:
         if value not in allowed:

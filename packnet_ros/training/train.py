@@ -20,6 +20,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..jsonio import write_json
 from ..machine import cpu_supports_fast_bf16, machine_info
 from .config import TrainConfig
+from .heldout import check_heldout_disjoint, heldout_failures, score_heldout
 from .module import SfmLightningModule
 from .scale_alignment import ScaleAlignment
 
@@ -56,6 +57,11 @@ def build_data(cfg: TrainConfig):
     if cfg.loss.mode != 'self_supervised' and summary['lidar_samples'] == 0:
         raise ValueError(f'loss.mode {cfg.loss.mode} needs LiDAR depth, and no training sample has any '
                          f'(kitti: proj_depth/velodyne/<camera>/; bag: depth_topic)')
+    if cfg.loss.mode != 'supervised':
+        bare = [s.name for s in train_seqs if not s.context_dts]
+        if bare:
+            raise ValueError(f'loss.mode {cfg.loss.mode} needs context frames for the photometric loss; '
+                             f'these training sequences have none (empty context_offsets): {bare}')
     return train, val, summary
 
 
@@ -90,6 +96,8 @@ def train(cfg: TrainConfig, resume: str | None = None, out_dir: str | None = Non
         torch.set_num_threads(int(cfg.trainer.threads))
     out = Path(out_dir or (cfg.resolve(cfg.output_dir) if cfg.output_dir else Path('outputs/train') / cfg.name))
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.data.heldout:  # before any training: a held-out scene must not be read by the run
+        check_heldout_disjoint(cfg.data.heldout, list(cfg.data.train) + list(cfg.data.val), cfg.base_dir)
     train_ds, val_ds, summary = build_data(cfg)
     t = cfg.data
     loader_kw = dict(num_workers=t.num_workers, persistent_workers=t.num_workers > 0)
@@ -165,7 +173,15 @@ def train(cfg: TrainConfig, resume: str | None = None, out_dir: str | None = Non
                                                'licence': cfg.licence},
                                      config={'train': cfg.as_dict()})
         report['model'] = str(model_path)
-        if cfg.ship_path:
+        failures: list[str] = []
+        if cfg.data.heldout:
+            report['heldout'] = score_heldout(model_path, cfg.data.heldout, cfg.base_dir)
+            failures = heldout_failures(report['heldout'])
+            report['heldout_check'] = ('FAILED: no better than untrained weights (median-scaled abs_rel) on '
+                                       + ', '.join(failures)) if failures else 'passed'
+        if cfg.ship_path and failures:
+            report['shipped'] = {'refused': report['heldout_check']}
+        elif cfg.ship_path:
             shipped = save_checkpoint(cfg.resolve(cfg.ship_path), module.model.depth_net, module.spec,
                                       pose_net, metadata=load_checkpoint(model_path).metadata,
                                       config={'train': cfg.as_dict()}, pose_dtype=torch.float16)
