@@ -69,7 +69,8 @@ def test_loss_mode_keys_load_with_defaults_and_are_checked(tmp_path):
 
 
 def test_shipped_lidar_configs_load():
-    for name, mode in (('train_semisup_kitti_tiny', 'semi_supervised'), ('train_supervised_kitti_tiny', 'supervised')):
+    for name, mode in (('train_semisup_kitti_tiny', 'semi_supervised'), ('train_supervised_kitti_tiny', 'supervised'),
+                       ('train_bts_kitti_tiny', 'supervised'), ('train_sid_kitti_tiny', 'supervised')):
         path = ROOT / 'config' / f'{name}.yaml'
         assert path.read_text().startswith('# ')  # header comment: what it is, which frames
         cfg = load_config(path)

@@ -1,5 +1,7 @@
 """PackNet-SfM training as a Lightning module (paper Sec. 3, velocity Sec. 3.4), with the
-LiDAR-supervised and semi-supervised objectives of ``loss.mode``.
+LiDAR-supervised and semi-supervised objectives of ``loss.mode``; the BTS and SID depth heads
+(``model.depth_net: BTS-ResNet18``, ``SID-ResNet18`` ...) train with the LiDAR-supervised
+objective only.
 
 The networks live under ``self.model.depth_net`` / ``self.model.pose_net``, so the
 Lightning checkpoint's ``state_dict`` keys are exactly packnet-sfm's
@@ -23,27 +25,89 @@ from ..evaluation.metrics import NoValidPixels, compute_depth_metrics
 from ..evaluation.scoring import resize_depth
 from ..evaluation.visualize import colorize_depth
 from ..geometry import inv_to_depth, pose_vec_to_mat
-from ..losses import semi_supervised_loss, sfm_loss
-from ..networks import build_depth_net, build_pose_net
+from ..losses import semi_supervised_loss, sfm_loss, sid_cross_entropy_loss, sid_ordinal_loss
+from ..networks import (
+    DEPTH_HEADS,
+    SIDNet,
+    build_depth_model,
+    build_pose_net,
+    canonical_depth_model_name,
+    depth_output_kind,
+)
 from ..weights import resolve_weights
 from .config import TrainConfig
 
 
 class SfmModel(nn.Module):
-    """Container of the depth and pose networks (key prefixes ``depth_net.`` / ``pose_net.``)."""
+    """Container of the depth and pose networks (key prefixes ``depth_net.`` / ``pose_net.``);
+    ``pose_net`` is None for the BTS / SID heads (trained without PoseNet)."""
 
-    def __init__(self, depth_net: nn.Module, pose_net: nn.Module):
+    def __init__(self, depth_net: nn.Module, pose_net: nn.Module | None):
         super().__init__()
         self.depth_net = depth_net
         self.pose_net = pose_net
 
 
+HEAD_LOSS_MODES = ('supervised',)
+"""``loss.mode`` values the BTS and SID heads train with (they have no photometric objective
+here: no PoseNet, no inverse-depth scales)."""
+
+SID_LOSSES = {'ordinal': sid_ordinal_loss, 'cross_entropy': sid_cross_entropy_loss}
+"""``loss.sid_loss`` -> the SID loss on the head's logits (DORN's ordinal loss on 2K ordinal
+logits, or the cross-entropy over K bins on classification logits)."""
+
+SID_HEAD_MODES = {'ordinal': 'ordinal', 'cross_entropy': 'classification'}
+"""``loss.sid_loss`` -> the :class:`~packnet_ros.networks.SIDNet` ``mode`` whose logits it takes."""
+
+SID_TRAIN_BINS = 71
+SID_TRAIN_ALPHA_M = 1.0
+"""SID discretisation a trained SID head uses: K = 71 intervals (DORN's KITTI head) from
+alpha = 1 m to beta = ``model.max_depth`` (the :class:`~packnet_ros.networks.SIDNet` defaults)."""
+
+
+def depth_head(depth_net: str) -> str | None:
+    """The decoder head of a depth model name: "BTS" or "SID" (ResNet encoder, depth in
+    metres), None for PackNet01 / PackNetSlim01 (inverse depth) and unknown names."""
+    head = str(depth_net).partition('-')[0]
+    return head if DEPTH_HEADS.get(head) is not None else None
+
+
+def sid_options(sid_loss: str, max_depth: float) -> dict:
+    """Keyword options of the SID head a config trains (stored in the checkpoint as
+    ``model.depth_net.options``): 71 bins from 1 m to ``max_depth`` metres, ordinal logits
+    for ``sid_loss`` 'ordinal', classification logits for 'cross_entropy'.
+
+    Raises:
+        ValueError: unknown ``sid_loss``.
+    """
+    if sid_loss not in SID_HEAD_MODES:
+        raise ValueError(f'loss.sid_loss is {sid_loss!r}, expected one of {", ".join(SID_HEAD_MODES)}')
+    return {'num_bins': SID_TRAIN_BINS, 'mode': SID_HEAD_MODES[sid_loss], 'alpha': SID_TRAIN_ALPHA_M,
+            'beta': float(max_depth)}
+
+
 def model_spec(cfg: TrainConfig) -> ModelSpec:
-    """The :class:`ModelSpec` of the networks a config trains."""
+    """The :class:`ModelSpec` of the networks a config trains.
+
+    PackNet: the config's names as written. BTS / SID: the registry's name (e.g.
+    "BTS-ResNet18"), no pose network, and the model options a checkpoint needs to rebuild
+    the head (BTS ``max_depth`` = ``model.max_depth`` metres; SID :func:`sid_options`).
+
+    Raises:
+        ValueError: unknown BTS / SID encoder, or an unknown ``loss.sid_loss`` for SID.
+    """
     m = cfg.model
-    return ModelSpec(depth_net=m.depth_net, version=m.version, width=float(m.width),
+    head = depth_head(m.depth_net)
+    name: str = m.depth_net
+    pose_net: str | None = m.pose_net
+    options: dict = {}
+    if head is not None:
+        name, pose_net = canonical_depth_model_name(m.depth_net), None
+        options = ({'max_depth': float(m.max_depth)} if head == 'BTS'
+                   else sid_options(cfg.loss.sid_loss, float(m.max_depth)))
+    return ModelSpec(depth_net=name, version=m.version, width=float(m.width),
                      image_shape=(int(m.image_shape[0]), int(m.image_shape[1])), max_depth=float(m.max_depth),
-                     pose_net=m.pose_net)
+                     pose_net=pose_net, options=options)
 
 
 class SfmLightningModule(L.LightningModule):
@@ -56,6 +120,15 @@ class SfmLightningModule(L.LightningModule):
     * ``supervised``: ``loss.supervised_term`` on the LiDAR returns only. PoseNet is not
       run, frozen (``requires_grad`` False) and left out of the optimizer.
 
+    The BTS and SID heads (``model.depth_net`` "BTS-ResNet18", "SID-ResNet50" ...; built with
+    :func:`packnet_ros.networks.build_depth_model` from :func:`model_spec`) train with
+    ``supervised`` only (:data:`HEAD_LOSS_MODES`), without a PoseNet:
+
+    * BTS: ``loss.supervised_term`` on its final depth (B,1,H,W), metres (BTS supervises
+      only the final depth; the LPG outputs are not used);
+    * SID: ``loss.sid_loss`` (:data:`SID_LOSSES`) on its logits (B,2K,H,W) ordinal or
+      (B,K,H,W) classification, at the LiDAR's resolution.
+
     Batches (from :class:`packnet_ros.data.SfmDataset`): 'rgb' (B,3,H,W), 'rgb_context'
     list of N (B,3,H,W), 'intrinsics' (B,3,3), 'expected_translation' (B,N) metres (NaN =
     no speed), 'depth' (B,1,H,W) ground truth or NaN.
@@ -64,19 +137,25 @@ class SfmLightningModule(L.LightningModule):
     def __init__(self, cfg: TrainConfig, data_summary: dict | None = None):
         super().__init__()
         self.cfg = cfg
+        self.head = depth_head(cfg.model.depth_net)
+        if self.head is not None and cfg.loss.mode not in HEAD_LOSS_MODES:
+            raise ValueError(f'model.depth_net {cfg.model.depth_net}: loss.mode {cfg.loss.mode!r} is not supported '
+                             f'for the {self.head} head; it trains with loss.mode: {" or ".join(HEAD_LOSS_MODES)} '
+                             f'(LiDAR depth) only')
         self.spec = model_spec(cfg)
-        depth = build_depth_net(self.spec.depth_net, self.spec.version, self.spec.width)
-        pose = build_pose_net(cfg.model.pose_net or 'PoseNet', nb_ref_imgs=2)
+        depth = build_depth_model(self.spec.depth_net, version=self.spec.version, width=self.spec.width,
+                                  **self.spec.options)
+        pose = build_pose_net(cfg.model.pose_net or 'PoseNet', nb_ref_imgs=2) if self.head is None else None
         if cfg.model.init_checkpoint:  # weights syntax (packnet_ros.weights); paths relative to the config
             text = cfg.model.init_checkpoint
             if text != 'default' and not text.startswith('untrained'):
                 text = str(cfg.resolve(text))
-            ckpt = resolve_weights(text, with_pose=True).checkpoint
+            ckpt = resolve_weights(text, with_pose=pose is not None).checkpoint
             depth.load_state_dict(ckpt.depth_net.state_dict())
-            if ckpt.pose_net is not None:
+            if ckpt.pose_net is not None and pose is not None:
                 pose.load_state_dict(ckpt.pose_net.state_dict())
         self.mode = cfg.loss.mode
-        if self.mode == 'supervised':
+        if self.mode == 'supervised' and pose is not None:
             pose.requires_grad_(False)
         self.model = SfmModel(depth, pose)
         self.loss_cfg = cfg.loss  # an SfmLossConfig
@@ -89,23 +168,29 @@ class SfmLightningModule(L.LightningModule):
 
     # -- forward -------------------------------------------------------------------------
     def forward(self, rgb: torch.Tensor):
-        """Depth network only: (B,3,H,W) -> inverse depth (train: 4 scales; eval: (B,1,H,W))."""
+        """Depth network only: (B,3,H,W) in [0, 1] -> PackNet: inverse depth, 1/m (train: 4
+        scales, finest first; eval: (B,1,H,W)); BTS / SID: depth (B,1,H,W), metres."""
         return self.model.depth_net(rgb)
 
     def poses(self, rgb: torch.Tensor, contexts: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """PoseNet vectors (B,N,6) and the (B,4,4) T_context_target of each context."""
+        if self.model.pose_net is None:
+            raise RuntimeError(f'{self.spec.label} is trained without a pose network')
         vec = self.model.pose_net(rgb, contexts)
         return vec, [pose_vec_to_mat(vec[:, i].float()) for i in range(vec.shape[1])]
 
     def compute_loss(self, batch: dict) -> dict:
         """The objective of ``loss.mode`` on one batch; returns the loss dict of
-        :func:`sfm_loss` (``self_supervised``) or :func:`semi_supervised_loss` (the LiDAR modes).
+        :func:`sfm_loss` (``self_supervised``) or :func:`semi_supervised_loss` (the LiDAR modes;
+        for the BTS / SID heads see :meth:`_head_loss`). 'loss' is a scalar float32 tensor.
 
         The networks see the augmented images ('rgb', 'rgb_context'); the photometric loss
         compares the un-jittered ones ('rgb_original', 'rgb_context_original'), as
         packnet-sfm's SelfSupModel does.
         """
         rgb = batch['rgb']
+        if self.head is not None:
+            return self._head_loss(rgb, batch['depth'])
         inv_depths = self.model.depth_net(rgb)
         if isinstance(inv_depths, torch.Tensor):
             inv_depths = [inv_depths]
@@ -133,14 +218,56 @@ class SfmLightningModule(L.LightningModule):
         """``loss.supervised_term`` on the LiDAR returns alone. A batch without any return
         gives a zero loss that still depends on every depth parameter (each DDP rank must
         run backward through the same parameters)."""
+        return self._depth_supervised_loss(self._lidar_scales(inv_depths), inv_depths, lidar)
+
+    def _depth_supervised_loss(self, depths: list[torch.Tensor], outputs: list[torch.Tensor],
+                               lidar: torch.Tensor) -> dict:
+        """``loss.supervised_term`` of predicted ``depths`` (each (B,1,h,w), metres) against
+        ``lidar`` (B,1,H,W), metres (NaN or 0 = no return); without any return the loss is
+        0 x the sum of the network ``outputs``, so it reaches every depth parameter.
+
+        Returns:
+            dict: 'loss' (scalar float32), 'supervised' (the term, 0 without LiDAR) and
+            'lidar_images' (images with at least one return, float32).
+        """
         c = self.loss_cfg
-        zero = inv_depths[0].new_zeros((), dtype=torch.float32)
-        out = semi_supervised_loss({'loss': zero}, self._lidar_scales(inv_depths), lidar, 1.0,
-                                   c.supervised_term, c.silog_variance_focus)
+        zero = depths[0].new_zeros((), dtype=torch.float32)
+        out = semi_supervised_loss({'loss': zero}, depths, lidar, 1.0, c.supervised_term, c.silog_variance_focus)
         if not out['lidar_images'] > 0:
-            out['loss'] = sum(d.float().sum() for d in inv_depths) * 0.0
+            out['loss'] = sum(d.float().sum() for d in outputs) * 0.0
         del out['self_supervised']
         return out
+
+    def _head_loss(self, rgb: torch.Tensor, lidar: torch.Tensor) -> dict:
+        """The supervised loss of a BTS / SID head on one batch.
+
+        Args:
+            rgb: (B,3,H,W) images in [0, 1].
+            lidar: (B,1,H,W) projected LiDAR depth, metres; NaN or 0 = no return.
+
+        Returns:
+            dict: 'loss' (scalar float32), 'supervised' (the unweighted term, 0 without
+            LiDAR) and 'lidar_images' (float32 count). BTS: ``loss.supervised_term`` on its
+            depth (metres); SID: ``loss.sid_loss`` on its logits (bilinearly resized to the
+            LiDAR's size when they differ). A batch without any return gives a zero loss
+            that still reaches every depth parameter (DDP).
+        """
+        net = self.model.depth_net
+        if not isinstance(net, SIDNet):
+            depth = net(rgb)
+            return self._depth_supervised_loss([depth.float()], [depth], lidar)
+        logits = net.logits(rgb)
+        if tuple(logits.shape[-2:]) != tuple(lidar.shape[-2:]):
+            logits = nn.functional.interpolate(logits, size=tuple(lidar.shape[-2:]), mode='bilinear',
+                                               align_corners=False)
+        gt = lidar.to(device=logits.device, dtype=torch.float32)
+        lidar_images = (torch.isfinite(gt) & (gt > 0)).flatten(1).any(1).float().sum()
+        if int(lidar_images) == 0:
+            loss = logits.float().sum() * 0.0
+            return {'loss': loss, 'supervised': logits.new_zeros((), dtype=torch.float32),
+                    'lidar_images': lidar_images}
+        supervised = SID_LOSSES[self.loss_cfg.sid_loss](logits, gt, None, net.head.bins)
+        return {'loss': supervised, 'supervised': supervised, 'lidar_images': lidar_images}
 
     # -- Lightning hooks -----------------------------------------------------------------
     def training_step(self, batch, batch_idx):
@@ -155,9 +282,12 @@ class SfmLightningModule(L.LightningModule):
         return out['loss']
 
     def validation_step(self, batch, batch_idx):
-        inv = self.model.depth_net(batch['rgb'])
-        inv = inv[0] if isinstance(inv, (list, tuple)) else inv
-        depth = inv_to_depth(inv.float()).cpu().numpy()
+        out = self.model.depth_net(batch['rgb'])
+        out = out[0] if isinstance(out, (list, tuple)) else out
+        if depth_output_kind(self.model.depth_net) == 'depth':  # BTS, SID: metres
+            depth = out.float().cpu().numpy()
+        else:  # PackNet: inverse depth, 1/m
+            depth = inv_to_depth(out.float()).cpu().numpy()
         gts = batch['depth'].float().cpu().numpy()
         for b in range(depth.shape[0]):
             gt = gts[b, 0]
@@ -204,7 +334,7 @@ class SfmLightningModule(L.LightningModule):
     def configure_optimizers(self):
         o = self.cfg.optim
         groups = [{'params': self.model.depth_net.parameters(), 'lr': o.lr}]
-        if self.mode != 'supervised':
+        if self.mode != 'supervised' and self.model.pose_net is not None:
             groups.append({'params': self.model.pose_net.parameters(), 'lr': o.pose_lr})
         opt = torch.optim.Adam(groups, weight_decay=o.weight_decay)
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=o.step_size, gamma=o.gamma)
