@@ -9,7 +9,7 @@ OUT ?= outputs/demo
 PYTEST_ARGS ?=
 # What `make lint` (ruff, ruff.toml) and `make typecheck` (mypy, mypy.ini) check.
 LINT_PATHS ?= packnet_ros test launch tools
-MYPY_PACKAGES ?= packnet_ros/networks packnet_ros/geometry packnet_ros/losses packnet_ros/io \
+MYPY_PACKAGES ?= packnet_ros/networks packnet_ros/geometry packnet_ros/losses packnet_ros/io packnet_ros/completion \
 	packnet_ros/pipeline.py packnet_ros/inference.py packnet_ros/weights.py packnet_ros/node_config.py \
 	packnet_ros/checkpoint.py packnet_ros/scale.py packnet_ros/odometry.py packnet_ros/online.py \
 	packnet_ros/adaptation.py packnet_ros/pointcloud.py packnet_ros/imageproc.py packnet_ros/msgdata.py \

@@ -123,3 +123,35 @@ def cloud_msg_to_arrays(msg) -> tuple[np.ndarray, np.ndarray | None]:
         xyz = xyz[0]
         rgb = None if rgb is None else rgb[0]
     return xyz, rgb
+
+
+_FIELD_DTYPES = {1: 'i1', 2: 'u1', 3: 'i2', 4: 'u2', 5: 'i4', 6: 'u4', 7: 'f4', 8: 'f8'}
+"""sensor_msgs/PointField datatypes (INT8 .. FLOAT64) -> numpy type codes."""
+
+
+def cloud_msg_field(msg, name: str) -> np.ndarray | None:
+    """One scalar field of a PointCloud2 (rclpy or rosbags message), e.g. ``ring`` or
+    ``intensity``.
+
+    Returns:
+        (H, W) array for organised clouds (height > 1) else (N,), in the field's own type
+        (uint16 for a Velodyne driver's ``ring``, float32 for ``intensity``); None when the
+        cloud has no such field.
+
+    Raises:
+        ValueError: the field has an unknown datatype.
+    """
+    field = next((f for f in msg.fields if f.name == name), None)
+    if field is None:
+        return None
+    code = _FIELD_DTYPES.get(int(field.datatype))
+    if code is None:
+        raise ValueError(f'PointCloud2 field {name!r} has unknown datatype {field.datatype}')
+    order = '>' if msg.is_bigendian else '<'
+    dtype = np.dtype({'names': [name], 'formats': [order + code], 'offsets': [field.offset],
+                      'itemsize': msg.point_step})
+    buf = np.frombuffer(memoryview(msg.data).cast('B'), dtype=np.uint8)
+    rows = buf[:msg.height * msg.row_step].reshape(msg.height, msg.row_step)[:, :msg.width * msg.point_step]
+    values = np.ascontiguousarray(rows).view(dtype).reshape(msg.height, msg.width)[name]
+    values = values.astype(values.dtype.newbyteorder('='))
+    return values[0] if msg.height == 1 else values

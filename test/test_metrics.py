@@ -41,6 +41,7 @@ def test_hand_computed_example():
     # abs_rel = mean(|2-1|/2, 0/4, |8-16|/8) = mean(0.5, 0, 1) = 0.5
     # sq_rel  = mean(1/2, 0/4, 64/8) = (0.5 + 0 + 8) / 3 = 8.5 / 3
     # rmse    = sqrt((1 + 0 + 64) / 3) = sqrt(65 / 3)
+    # mae     = (1 + 0 + 8) / 3 = 3
     # rmse_log = sqrt(((ln2 - ln1)^2 + 0 + (ln8 - ln16)^2) / 3) = ln2 * sqrt(2 / 3)
     # thresh = max(gt/pred, pred/gt) = (2, 1, 2): only the middle one is < 1.25, 1.5625, 1.953
     # scale_ratio = median(2, 4, 8) / median(1, 4, 16) = 4 / 4 = 1
@@ -49,6 +50,7 @@ def test_hand_computed_example():
     assert m.abs_rel == approx(0.5)
     assert m.sq_rel == approx(8.5 / 3)
     assert m.rmse == approx(math.sqrt(65 / 3))
+    assert m.mae == approx(3.0)
     assert m.rmse_log == approx(LN2 * math.sqrt(2 / 3))
     assert m.a1 == approx(1 / 3)
     assert m.a2 == approx(1 / 3)
@@ -442,13 +444,13 @@ def test_format_table():
     text = format_table({'packnet_mr': agg, 'packnet_mr_gt': scaled}, title='KITTI Eigen')
     lines = text.splitlines()
     assert lines[0] == 'KITTI Eigen'
-    assert lines[1].split() == ['name', 'abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'a1', 'a2', 'a3',
+    assert lines[1].split() == ['name', 'abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'a1', 'a2', 'a3', 'mae',
                                 'scale', 'n_frames']
     row = lines[3].split()
     assert row[0] == 'packnet_mr'
     assert row[1:] == [f"{agg[k]:.3f}" for k in METRIC_NAMES] + [f"{agg['scale_ratio']:.3f}", '2']
     assert '0.125' in lines[3] and '0.625' in lines[3] and '0.875' in lines[3]
-    assert lines[4].split()[1] == '0.000' and lines[4].split()[8] == '2.000'
+    assert lines[4].split()[1] == '0.000' and lines[4].split()[9] == '2.000'
     # aligned: every line but the title has the same length (numbers right-aligned)
     assert len({len(line) for line in lines[1:]}) == 1
     assert '\n' not in format_table({'x': agg}).splitlines()[-1]
@@ -457,7 +459,7 @@ def test_format_table():
 def test_format_table_nan_missing_and_frame():
     text = format_table({'empty': aggregate([]), 'partial': {'abs_rel': 0.1234}})
     assert 'nan' in text.splitlines()[2]
-    assert text.splitlines()[3].split() == ['partial', '0.123'] + ['-'] * 8
+    assert text.splitlines()[3].split() == ['partial', '0.123'] + ['-'] * 9
     frame = compute_depth_metrics(a([[20]]), a([[10]]), crop=None)
     assert format_table({'f': frame}).splitlines()[2].split()[1] == '1.000'
 

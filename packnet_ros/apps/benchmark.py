@@ -8,7 +8,8 @@ Sections of the JSON report (``--json OUT``; keys documented in README.md "Bench
 relative depth difference vs fp32 eager, nominal and executed GFLOP, achieved GFLOP/s and
 fraction of peak), ``node_overhead`` (the node's per-frame work outside the network, run
 through the same pipeline and message functions as ``packnet_node``: message -> array, each
-pipeline stage, output messages; for a 1242x375 rgb8 frame), ``e2e`` (image
+pipeline stage, output messages; for a 1242x375 rgb8 frame), ``completion`` (IP-Basic on a
+1242x375 KITTI LiDAR depth image, one OpenCV thread), ``e2e`` (image
 published -> cloud received over loopback with the Fast DDS profile at a fixed rate, minus
 the node's own inference time), ``memory`` (peak RSS; CUDA max allocated). The ROS measurements live in
 :mod:`packnet_ros.ros.loopback`.
@@ -185,6 +186,29 @@ def bench_node_frame(weights: str, repeats: int, rgb: np.ndarray | None, K: np.n
     return result
 
 
+def bench_completion(sparse: np.ndarray | None, repeats: int) -> dict:
+    """IP-Basic (:mod:`packnet_ros.completion.ipbasic`) on one sparse LiDAR depth image
+    (KITTI, 1242x375) with OpenCV on one thread (the paper's "1 CPU core"): median / p90 ms
+    per variant. Without a frame: an empty dict."""
+    import cv2
+
+    from ..completion import parse_completion
+    if sparse is None:
+        return {}
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        out = {'frame': f'{sparse.shape[1]}x{sparse.shape[0]}', 'input_pixels': int((sparse > 0).sum()),
+               'opencv_threads': 1}
+        for text in ('completion:ipbasic', 'completion:ipbasic:bilateral:noextrapolate',
+                     'completion:ipbasic:multiscale'):
+            method = parse_completion(text)
+            out[text] = {**timeit(lambda: method(sparse), 1, repeats), 'method': method.description}
+        return out
+    finally:
+        cv2.setNumThreads(threads)
+
+
 def run_benchmark(device: str = 'cpu', quick: bool = False, networks: list[str] | None = None,
                   shapes: list[tuple[int, int]] | None = None, e2e_frames: int | None = None,
                   data: Path | None = None, log=print,
@@ -234,6 +258,10 @@ def run_benchmark(device: str = 'cpu', quick: bool = False, networks: list[str] 
         f'{report["node_overhead"]["obstacles"]["median_ms"]:.2f} ms; refinement ' + ', '.join(
             f'{m} {r["median_ms"]:.1f} ms' if 'median_ms' in r else f'{m} skipped'
             for m, r in report['node_overhead']['refinement'].items()))
+    report['completion'] = bench_completion(_kitti_sparse(data), 5 if quick else 30)
+    if report['completion']:
+        log('[benchmark] depth completion, 1 OpenCV thread, ' + report['completion']['frame'] + ': ' + ', '.join(
+            f'{k} {v["median_ms"]:.1f} ms' for k, v in report['completion'].items() if isinstance(v, dict)))
     n = e2e_frames if e2e_frames is not None else (10 if quick else 100)
     if n > 0:
         from ..ros.loopback import image_to_cloud_latency
@@ -256,14 +284,33 @@ def run_benchmark(device: str = 'cpu', quick: bool = False, networks: list[str] 
     return report
 
 
+def _default_kitti_root() -> Path:
+    """kitti_tiny in ``../shared/data`` beside the repository (the documented layout), else
+    in a ``shared/`` inside it."""
+    here = Path(__file__).resolve()
+    candidates = [here.parents[3] / 'shared' / 'data' / 'kitti_tiny', here.parents[2] / 'shared' / 'data' / 'kitti_tiny']
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
 def _kitti_frame(data: Path | None):
     try:
         from ..io.kitti import KittiDrive, find_kitti_drive
-        root = data or (Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'kitti_tiny')
+        root = data or _default_kitti_root()
         drive = KittiDrive(find_kitti_drive(root))
         return drive.image(drive.frames[0]), drive.K
     except Exception:  # noqa: BLE001 - the benchmark runs on random input without the data
         return None, None
+
+
+def _kitti_sparse(data: Path | None) -> np.ndarray | None:
+    """The first frame's projected LiDAR depth of kitti_tiny (1242x375 metres, 0 = no return),
+    the sparse input of the completion timing; None without the data."""
+    try:
+        from ..io.kitti import KittiDrive, find_kitti_drive
+        drive = KittiDrive(find_kitti_drive(data or _default_kitti_root()))
+        return np.nan_to_num(drive.gt_depth(drive.frames[0]), nan=0.0)
+    except Exception:  # noqa: BLE001 - no completion timing without the data
+        return None
 
 
 def _cmd_benchmark(args) -> int:

@@ -14,6 +14,12 @@ Predictions, three ways, one scoring path (:mod:`packnet_ros.evaluation.scoring`
 Ground truth: a depth image topic (32FC1 m / 16UC1 mm) or a LiDAR PointCloud2 topic
 projected into the camera (:mod:`packnet_ros.evaluation.lidar`).
 
+Sparse input (depth completion, offline mode): ``--sparse-topic`` (a bag's PointCloud2 or
+sparse depth image; a KITTI drive's ``velodyne_points/``), optionally subsampled
+(``--sparse-subsample beams:N|ratio:R``, repeatable), is given to ``completion:...``
+sources; every source, monocular ones included, is scored on the ground-truth pixels that
+were not input (:mod:`packnet_ros.evaluation.completion`).
+
 Exit codes: 0 every prediction source scored at least one frame; 1 a source scored
 nothing (the counts say why); 2 a user error (missing bag, topic, checkpoint, bad option).
 """
@@ -29,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..completion import COMPLETION_PREFIX, CompletionMethod, Subsample, parse_completion
 from ..evaluation.metrics import default_bin_edges
 from ..evaluation.report import bins_text, compare_table, counts_text, modes_table, write_csv, write_json, write_plots
 from ..evaluation.runner import BagTopics, SampleWriter
@@ -58,8 +65,9 @@ def register(sub) -> None:
     e.add_argument('--mode', choices=MODES, default='offline', help='where predictions come from')
     g = e.add_argument_group('predictions')
     g.add_argument('--checkpoint', action='append', default=None,
-                   help='offline/live: .ckpt path, "default" (shipped model) or "untrained"; repeatable '
-                        '(default: "default")')
+                   help='offline/live: .ckpt path, "default" (shipped model) or "untrained"; offline with a sparse '
+                        'input also "completion:ipbasic[:fast|multiscale][:gaussian|bilateral][:noextrapolate]"; '
+                        'repeatable (default: "default")')
     g.add_argument('--network', default='PackNet01', help='untrained weights only: PackNet01 | PackNetSlim01')
     g.add_argument('--network-width', type=float, default=1.0, help='untrained weights only: channel multiplier')
     g.add_argument('--depth-topic', action='append', default=None,
@@ -100,6 +108,16 @@ def register(sub) -> None:
     o.add_argument('--samples-every', type=int, default=1, help='one panel every N scored frames')
     o.add_argument('--compare', action='store_true',
                    help='one table with every checkpoint / depth topic side by side')
+    sp = e.add_argument_group('sparse input (depth completion; offline mode)')
+    sp.add_argument('--sparse-topic', default='',
+                    help='bag: LiDAR PointCloud2 (moved into the camera frame with --tf-topic or --extrinsics) or '
+                         'sparse depth image (32FC1 m / 16UC1 mm) given to completion:... sources; input pixels are '
+                         'never scored. A KITTI drive uses its velodyne_points/ instead')
+    sp.add_argument('--sparse-subsample', action='append', default=None, metavar='all|beams:N|ratio:R',
+                    help='which part of the sparse input is given: all, N of the 64 beams (every 64/N-th ring; '
+                         'clouds only) or a random fraction R of the points; repeatable (each scored on its own, '
+                         'the monocular models run once); default all')
+    sp.add_argument('--sparse-seed', type=int, default=0, help='seed of ratio:R (the same subset every run)')
     lv = e.add_argument_group('live mode')
     lv.add_argument('--record-dir', default=None,
                     help='where the node\'s output bag and log go (default: a temporary folder, removed)')
@@ -131,6 +149,7 @@ class Source:
     description: str = ''
     topic: str = ''
     extra: dict = field(default_factory=dict)
+    completion: CompletionMethod | None = None
 
     @property
     def untrained_fallback(self) -> bool:
@@ -171,6 +190,13 @@ def _unique(labels: list[str]) -> list[str]:
 def _checkpoint_sources(args) -> list[Source]:
     sources = []
     for text in args.checkpoint or ['default']:
+        if text.strip().lower().startswith(COMPLETION_PREFIX):
+            try:
+                method = parse_completion(text.strip())
+            except ValueError as exc:
+                raise _user_error(f'--checkpoint: {exc}') from None
+            sources.append(Source(method.label, None, method.description, completion=method))
+            continue
         try:
             choice = parse_weights(text, args.network, args.network_width)
         except WeightsError as exc:
@@ -214,7 +240,7 @@ def _check_topics(bag: Path, needed: dict[str, str]) -> dict[str, str]:
         listing = '\n'.join(f'    {t}  [{ty}]' for t, ty in sorted(available.items())) or '    (none)'
         raise _user_error(f'{bag} has no topic {", ".join(missing)}. Its topics:\n{listing}\n'
                           f'Set the topic names with --image-topic, --camera-info-topic, --gt-depth-topic, '
-                          f'--gt-cloud-topic, --depth-topic.')
+                          f'--gt-cloud-topic, --depth-topic, --sparse-topic.')
     return available
 
 
@@ -266,8 +292,8 @@ def run(args) -> int:
                           '--node-param refinement=...)')
     if args.flip_pp and args.mode != 'offline':
         raise _user_error('--flip-pp is for --mode offline (packnet_node and recorded topics do not flip)')
-    if args.extrinsics and not args.gt_cloud_topic:
-        raise _user_error('--extrinsics needs --gt-cloud-topic (LiDAR ground truth)')
+    if args.extrinsics and not (args.gt_cloud_topic or args.sparse_topic):
+        raise _user_error('--extrinsics needs --gt-cloud-topic (LiDAR ground truth) or --sparse-topic (LiDAR input)')
     extrinsics = None
     if args.extrinsics:
         from ..evaluation.lidar import load_extrinsics
@@ -276,6 +302,7 @@ def run(args) -> int:
     topics = BagTopics(image=args.image_topic, camera_info=args.camera_info_topic, depth_gt=args.gt_depth_topic,
                        cloud_gt=args.gt_cloud_topic, tf_static=args.tf_topic, odom=args.odom_topic)
     sources = _topic_sources(args) if args.mode == 'recorded' else _checkpoint_sources(args)
+    specs = _sparse_specs(args, sources)
     several = len(sources) > 1
     temp_dirs: list[Path] = []
     drive = None
@@ -287,6 +314,11 @@ def run(args) -> int:
             if extrinsics is not None or args.gt_cloud_topic:
                 raise _user_error('a KITTI source has projected depth ground truth (no PointCloud2): '
                                   'drop --gt-cloud-topic / --extrinsics')
+            if specs and args.sparse_topic:
+                raise _user_error('a KITTI source gives its velodyne_points/ scans as the sparse input: drop --sparse-topic')
+            if specs and not drive.has_velodyne():
+                raise _user_error(f'{drive.path} has no velodyne_points/data/*.bin: no sparse input for '
+                                  f'depth completion (a KITTI raw drive with Velodyne scans is needed)')
             source_text = f'KITTI drive {drive.path} ({len(drive.frames)} frames)'
             gt_text = 'KITTI proj_depth/velodyne (LiDAR projected into image_02)'
         else:
@@ -298,7 +330,17 @@ def run(args) -> int:
                 needed.update({topics.image: 'camera images', topics.camera_info: 'camera_info'})
             needed[topics.cloud_gt or topics.depth_gt] = ('ground-truth LiDAR cloud' if topics.cloud_gt
                                                           else 'ground-truth depth')
-            _check_topics(bag, needed)
+            if specs:
+                needed[args.sparse_topic] = 'sparse input'
+            available = _check_topics(bag, needed)
+            if specs:
+                sparse_type = available[args.sparse_topic]
+                if sparse_type not in ('sensor_msgs/msg/PointCloud2', 'sensor_msgs/msg/Image'):
+                    raise _user_error(f'--sparse-topic {args.sparse_topic} is a {sparse_type}: expected a '
+                                      f'sensor_msgs/msg/PointCloud2 (LiDAR) or a sparse depth sensor_msgs/msg/Image')
+                if sparse_type == 'sensor_msgs/msg/Image' and any(sp.kind == 'beams' for sp in specs):
+                    raise _user_error(f'--sparse-subsample beams:N needs a LiDAR point cloud; --sparse-topic '
+                                      f'{args.sparse_topic} is a depth image (use ratio:R or all)')
             source_text = f'bag {bag}'
             gt_text = (f'{topics.cloud_gt} (PointCloud2) projected into the camera with '
                        f'{"--extrinsics " + str(args.extrinsics) if extrinsics is not None else topics.tf_static}'
@@ -337,7 +379,13 @@ def run(args) -> int:
             _say(f'converted {drive.path.name} into {gt_bag}')
 
         results: dict[str, EvalResult] = {}
-        if args.mode == 'offline':
+        sparse_run = None
+        if specs:
+            print(f'sparse input: {"velodyne_points/ (KITTI)" if drive is not None else args.sparse_topic}, '
+                  f'subsample {", ".join(str(sp) for sp in specs)}; input pixels are never scored')
+            sources, results, sparse_run = _run_sparse(args, sources, specs, settings, topics, drive, extrinsics)
+            several = len(sources) > 1
+        elif args.mode == 'offline':
             for s in sources:
                 _say(f'{s.label}: {s.description}')
                 pipeline = _pipeline(s, args, settings)
@@ -376,7 +424,93 @@ def run(args) -> int:
             shutil.rmtree(d, ignore_errors=True)
     if not results:
         return 1
-    return _report(args, sources, results, settings, topics, several)
+    return _report(args, sources, results, settings, topics, several, sparse_run, specs)
+
+
+def _sparse_specs(args, sources: list[Source]) -> list[Subsample]:
+    """The subsamples of a sparse-input run ([] when there is none); user errors for
+    options that do not fit together."""
+    completion = [s.label for s in sources if s.completion is not None]
+    if not (args.sparse_topic or args.sparse_subsample or completion):
+        return []
+    if args.mode != 'offline':
+        raise _user_error('a sparse input (--sparse-topic, --sparse-subsample, completion:... checkpoints) is for '
+                          '--mode offline')
+    if args.bag and not args.sparse_topic:
+        raise _user_error(f'{", ".join(completion) or "--sparse-subsample"} needs a sparse input: pass --sparse-topic '
+                          f'TOPIC (a LiDAR PointCloud2 or a sparse depth image of the bag)')
+    if args.refinement != 'none' and completion:
+        raise _user_error('--refinement applies to monocular checkpoints; it cannot be combined with completion:...')
+    specs = []
+    for text in args.sparse_subsample or ['all']:
+        try:
+            spec = Subsample.parse(text, args.sparse_seed)
+        except ValueError as exc:
+            raise _user_error(f'--sparse-subsample: {exc}') from None
+        if spec.kind == 'beams':
+            from ..completion import HDL64E
+            n = HDL64E.n_beams
+            if int(spec.value) > n or n % int(spec.value):
+                raise _user_error(f'--sparse-subsample {spec}: N must divide the {n} beams of the HDL-64E '
+                                  f'(64, 32, 16, 8, 4, 2, 1)')
+        if str(spec) in {str(x) for x in specs}:
+            raise _user_error(f'--sparse-subsample {spec} given twice')
+        specs.append(spec)
+    return specs
+
+
+def _run_sparse(args, sources: list[Source], specs: list[Subsample], settings: EvalSettings, topics: BagTopics,
+                drive, extrinsics) -> tuple[list[Source], dict[str, EvalResult], object]:
+    """Offline scoring with a sparse input: completion methods and monocular checkpoints on
+    the held-out ground truth, per subsample. Returns one :class:`Source` per (source,
+    subsample) result, the results and the :class:`~packnet_ros.evaluation.completion.SparseRun`."""
+    from ..evaluation.completion import (
+        bag_sparse_frames,
+        evaluate_sparse,
+        kitti_sparse_frames,
+        result_label,
+    )
+    from ..evaluation.sources import Issues
+    monocular, completion = {}, {}
+    for s in sources:
+        _say(f'{s.label}: {s.description}')
+        if s.completion is not None:
+            completion[s.label] = s.completion
+            continue
+        pipeline = _pipeline(s, args, settings)
+        est = pipeline.estimator
+        _say(f'{s.label}: {est.label} on {est.device} ({est.precision}), input '
+             f'{est.input_shape[1]}x{est.input_shape[0]}')
+        s.extra['estimator'] = {'network': est.label, 'device': str(est.device), 'precision': est.precision,
+                                'input_shape': [int(v) for v in est.input_shape]}
+        monocular[s.label] = pipeline
+    issues = Issues()
+    if drive is not None:
+        frames = kitti_sparse_frames(drive)
+    else:
+        from ..io.bag import bag_topics_any
+        sparse_type = bag_topics_any(Path(args.bag))[args.sparse_topic]
+        frames = bag_sparse_frames(Path(args.bag), topics, args.sparse_topic, sparse_type, settings, issues,
+                                   extrinsics)
+    several = len(specs) > 1
+    samples = None
+    if args.samples:
+        many = len(sources) * len(specs) > 1
+        samples = {result_label(s.label, sp, several): _samples(args, Source(result_label(s.label, sp, several)),
+                                                                many)
+                   for s in sources for sp in specs}
+    run = evaluate_sparse(frames, monocular, completion, specs, settings, samples, issues,
+                          progress=lambda n: (n + 1) % 20 == 0 and _say(f'  {n + 1} frames'))
+    out: list[Source] = []
+    for s in sources:
+        for sp in specs:
+            name = result_label(s.label, sp, several)
+            st = run.stats[str(sp)]
+            sparse = {'subsample': str(sp), 'seed': args.sparse_seed if sp.kind == 'ratio' else None,
+                      **st.as_dict(), 'n_heldout_predicted': run.predicted[name], 'coverage': run.coverage(name)}
+            out.append(Source(name, s.weights, f'{s.description}; sparse input {sp}', s.topic,
+                              {**s.extra, 'sparse': sparse}, s.completion))
+    return out, run.results, run
 
 
 def _run_live(args, sources, topics, bag, settings, extrinsics, several, temp_dirs) -> dict[str, EvalResult]:
@@ -455,7 +589,7 @@ def _node_stats(out_bag: Path) -> dict:
 
 
 def _report(args, sources: list[Source], results: dict[str, EvalResult], settings: EvalSettings,
-            topics: BagTopics, several: bool) -> int:
+            topics: BagTopics, several: bool, sparse_run=None, specs: list[Subsample] | None = None) -> int:
     by_label = {s.label: s for s in sources}
     print()
     for label, r in results.items():
@@ -473,6 +607,10 @@ def _report(args, sources: list[Source], results: dict[str, EvalResult], setting
     if args.compare:
         print()
         print(compare_table(results))
+    if sparse_run is not None:
+        from ..evaluation.completion import sparse_table
+        print()
+        print(sparse_table(sparse_run))
 
     run_settings = {
         'mode': args.mode,
@@ -489,15 +627,29 @@ def _report(args, sources: list[Source], results: dict[str, EvalResult], setting
         run_settings.update(device=args.device, precision=args.precision)
     if args.mode == 'offline':
         run_settings['refinement'] = args.refinement
+    if specs:
+        from ..completion import HDL64E
+        run_settings['sparse'] = {
+            'input': 'KITTI velodyne_points' if args.kitti else args.sparse_topic,
+            'subsample': [str(sp) for sp in specs], 'seed': args.sparse_seed,
+            'rings': f'from the elevation angle, {HDL64E.name} (a cloud\'s ring field when present)',
+            'scored': 'ground-truth pixels that were not input (input pixels are never scored)'}
 
     def source_doc(label: str) -> dict:
         doc = results[label].to_json()
         s = by_label[label]
         doc['settings'].update(run_settings)
-        doc['source'] = ({'depth_topic': s.topic} if s.topic else
-                         {'checkpoint': s.weights.node_value if s.weights else '', 'weights': s.description,
-                          'untrained_fallback': s.untrained_fallback})
-        doc['source'].update(s.extra)
+        if s.topic:
+            doc['source'] = {'depth_topic': s.topic}
+        elif s.completion is not None:
+            doc['source'] = {'completion': s.completion.label, 'method': s.completion.description}
+        else:
+            doc['source'] = {'checkpoint': s.weights.node_value if s.weights else '', 'weights': s.description,
+                             'untrained_fallback': s.untrained_fallback}
+        extra = dict(s.extra)
+        if 'sparse' in extra:  # n input / held-out / scored pixels, next to the metrics
+            doc['sparse'] = extra.pop('sparse')
+        doc['source'].update(extra)
         return doc
 
     if args.json:

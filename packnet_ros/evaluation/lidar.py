@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..completion.sparse import project_to_depth
 from ..geometry import intrinsics_from_camera_info
 from ..msgdata import header_ns
 from ..pointcloud import cloud_msg_to_arrays
@@ -211,28 +212,12 @@ def project_points(points: np.ndarray, T_camera_lidar: np.ndarray, K: np.ndarray
         (H, W) float32 depth (z in the camera frame) in metres: the nearest return per
         pixel, NaN where there is none. Points with z <= 0 or outside the image are dropped.
     """
-    H, W = int(shape[0]), int(shape[1])
     p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     p = p[np.all(np.isfinite(p), axis=1)]
     T = np.asarray(T_camera_lidar, dtype=np.float64)
-    cam = p @ T[:3, :3].T + T[:3, 3]
-    z = cam[:, 2]
-    keep = z > 0
-    if max_depth is not None:
-        keep &= z <= max_depth
-    cam, z = cam[keep], z[keep]
-    K = np.asarray(K, dtype=np.float64)
-    u = np.floor(K[0, 0] * cam[:, 0] / z + K[0, 1] * cam[:, 1] / z + K[0, 2] + 0.5)
-    v = np.floor(K[1, 1] * cam[:, 1] / z + K[1, 2] + 0.5)
-    inside = (u >= 0) & (u < W) & (v >= 0) & (v < H)
-    pix = (v[inside].astype(np.int64) * W + u[inside].astype(np.int64))
-    z = z[inside]
-    depth = np.full(H * W, np.nan, dtype=np.float32)
-    if z.size:
-        order = np.argsort(z, kind='stable')  # nearest first
-        uniq, first = np.unique(pix[order], return_index=True)  # first occurrence = nearest
-        depth[uniq] = z[order][first]
-    return depth.reshape(H, W)
+    depth = project_to_depth(p @ T[:3, :3].T + T[:3, 3], K, shape, max_depth)
+    depth[depth == 0] = np.nan
+    return depth
 
 
 def camera_model_from_bag(bag: str | Path, info_topic: str, issues: Issues

@@ -4,7 +4,8 @@ Plain numpy; nothing here imports torch or ROS.
 
 Sources:
     * Metrics (abs_rel, sq_rel, rmse, rmse_log, delta < 1.25^k): Eigen, Puhrsch & Fergus,
-      "Depth Map Prediction from a Single Image using a Multi-Scale Deep Network", NeurIPS 2014.
+      "Depth Map Prediction from a Single Image using a Multi-Scale Deep Network", NeurIPS 2014;
+      mae (mean absolute error, metres) as the KITTI depth-completion benchmark reports it.
     * Crop: Garg, Kumar, Carneiro & Reid, "Unsupervised CNN for Single View Depth
       Estimation: Geometry to the Rescue", ECCV 2016 (the fractions used by packnet-sfm
       and monodepth2).
@@ -53,8 +54,9 @@ __all__ = [
 GARG_CROP = (0.40810811, 0.99189189, 0.03594771, 0.96405229)
 """Garg crop as fractions: rows [top, bottom), cols [left, right) of (H, W)."""
 
-METRIC_NAMES = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'a1', 'a2', 'a3')
-"""The seven Eigen et al. metrics, in the order packnet-sfm reports them."""
+METRIC_NAMES = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'a1', 'a2', 'a3', 'mae')
+"""The seven Eigen et al. metrics, in the order packnet-sfm reports them, then the mean
+absolute error (metres) of the depth-completion benchmark."""
 
 DEFAULT_BIN_WIDTH_M = 10.0
 """Width of the default GT-distance bins (edges 0, 10, ..., max_depth)."""
@@ -85,6 +87,7 @@ class FrameMetrics:
 
     Attributes:
         abs_rel, sq_rel, rmse, rmse_log: errors (rmse in metres, sq_rel in metres).
+        mae: mean absolute error in metres.
         a1, a2, a3: fractions of pixels with max(gt/pred, pred/gt) < 1.25, 1.25^2, 1.25^3.
         scale_ratio: median(gt) / median(pred) over the used pixels, before any scaling
             (NaN if the prediction's median is not positive).
@@ -106,6 +109,7 @@ class FrameMetrics:
     n_pixels: int
     n_pred_invalid: int
     bins: list[dict] = field(default_factory=list)
+    mae: float = float('nan')
 
     def as_dict(self) -> dict:
         """Plain dict (JSON-serialisable except for the ``range`` tuples, which become lists)."""
@@ -212,7 +216,7 @@ def compute_depth_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float = 0
            and division by zero, like monodepth2's MIN_DEPTH).
         5. Over the used pixels: abs_rel = mean(|gt - pred| / gt),
            sq_rel = mean((gt - pred)^2 / gt), rmse = sqrt(mean((gt - pred)^2)),
-           rmse_log = sqrt(mean((ln gt - ln pred)^2)),
+           rmse_log = sqrt(mean((ln gt - ln pred)^2)), mae = mean(|gt - pred|),
            a_k = mean(max(gt / pred, pred / gt) < 1.25^k) for k = 1, 2, 3.
         6. The same per-pixel errors are split by GT distance into bins
            (``lo <= gt < hi``; the last bin also includes its upper edge) giving
@@ -304,13 +308,14 @@ def compute_depth_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float = 0
         n_pixels=n,
         n_pred_invalid=n_pred_invalid,
         bins=bin_list,
+        mae=float(np.abs(diff).mean()),
     )
 
 
 def aggregate(frames: Sequence[FrameMetrics]) -> dict:
     """Combine per-frame metrics over a data set.
 
-    * The seven metrics are the plain mean over frames of the per-frame values
+    * The metrics (the seven of Eigen et al. and mae) are the plain mean over frames of the per-frame values
       (per-image averaging, as packnet-sfm and monodepth2 do; every frame weighs the same
       whatever its number of valid pixels).
     * ``scale_ratio`` is the MEDIAN over frames of the per-frame ratios (NaN ratios
@@ -328,7 +333,7 @@ def aggregate(frames: Sequence[FrameMetrics]) -> dict:
         frames: per-frame results of :func:`compute_depth_metrics`, all with the same bins.
 
     Returns:
-        dict with keys abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3, scale_ratio, n_frames,
+        dict with keys abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3, mae, scale_ratio, n_frames,
         n_pixels, n_pred_invalid, bins (list of dicts with 'min_m', 'max_m', 'n_pixels',
         'abs_rel', 'rmse', 'a1'). With no frames the metrics are NaN, the counts 0 and
         bins an empty list.
@@ -385,7 +390,7 @@ def aggregate(frames: Sequence[FrameMetrics]) -> dict:
 _TABLE_COLUMNS = (  # (header, key, kind)
     ('abs_rel', 'abs_rel', 'f'), ('sq_rel', 'sq_rel', 'f'), ('rmse', 'rmse', 'f'),
     ('rmse_log', 'rmse_log', 'f'), ('a1', 'a1', 'f'), ('a2', 'a2', 'f'), ('a3', 'a3', 'f'),
-    ('scale', 'scale_ratio', 'f'), ('n_frames', 'n_frames', 'd'),
+    ('mae', 'mae', 'f'), ('scale', 'scale_ratio', 'f'), ('n_frames', 'n_frames', 'd'),
 )
 _DECIMALS = 3  # errors and deltas alike, as the papers' tables
 
@@ -430,7 +435,7 @@ def _render(header: Sequence[str], body: list[list[str]], title: str | None,
 def format_table(rows: Mapping[str, Mapping | FrameMetrics], title: str | None = None) -> str:
     """Plain-text table, one row per name (checkpoint, mode, ...).
 
-    Columns: abs_rel sq_rel rmse rmse_log a1 a2 a3 scale n_frames, three decimals for the
+    Columns: abs_rel sq_rel rmse rmse_log a1 a2 a3 mae scale n_frames, three decimals for the
     errors, the deltas and the scale; names left-aligned, numbers right-aligned. A missing
     key prints as ``-``, NaN as ``nan``.
 

@@ -17,6 +17,7 @@ IJRR 2013)::
             oxts/timestamps.txt             one OXTS time per frame of the whole drive
             proj_depth/velodyne/image_0X/%010d.npz   LiDAR depth projected into image_0X
                                             (PackNet-SfM layout, key 'velodyne_depth')
+            velodyne_points/data/%010d.bin  optional Velodyne scans (float32 x, y, z, reflectance)
 
 Frames (ROS REP 103 / REP 105 conventions):
 
@@ -46,7 +47,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ['KittiDrive', 'KittiFormatError', 'parse_calib_file', 'parse_timestamp_ns',
+__all__ = ['KittiDrive', 'KittiFormatError', 'parse_calib_file', 'parse_timestamp_ns', 'read_velodyne_bin',
            'OXTS_FIELDS', 'EARTH_RADIUS_M']
 
 #: Earth radius used by the KITTI devkit's ``latToScale``/``latlonToMercator`` (metres).
@@ -155,6 +156,31 @@ def parse_timestamp_ns(text: str, where: str = '<string>') -> int:
         raise KittiFormatError(f'{where}: invalid date/time {m.group(1)!r}: {e}') from e
     frac = (m.group(2) or '').ljust(9, '0')
     return seconds * 1_000_000_000 + int(frac)
+
+
+def read_velodyne_bin(path: str | Path) -> np.ndarray:
+    """One KITTI Velodyne scan (``velodyne_points/data/%010d.bin``).
+
+    The file is a flat little-endian float32 array of (x, y, z, reflectance) per point,
+    x/y/z in metres in the Velodyne frame (x forward, y left, z up), reflectance in [0, 1]
+    (KITTI raw devkit).
+
+    Returns:
+        (N, 4) float32 array.
+
+    Raises:
+        KittiFormatError: the file is missing/unreadable or its size is not a multiple of
+            16 bytes (4 float32 per point).
+    """
+    path = Path(path)
+    try:
+        raw = np.fromfile(path, dtype='<f4')
+    except OSError as e:
+        raise KittiFormatError(f'cannot read Velodyne scan {path}: {e}') from e
+    if raw.size % 4:
+        raise KittiFormatError(f'{path}: {raw.size * 4} bytes is not a whole number of points '
+                               f'(expected float32 x, y, z, reflectance = 16 bytes per point)')
+    return raw.reshape(-1, 4).astype(np.float32, copy=False)
 
 
 def _rt_to_matrix(R: np.ndarray, T: np.ndarray) -> np.ndarray:
@@ -574,6 +600,33 @@ class KittiDrive:
             raise KittiFormatError(f'{p}: depth must be finite and >= 0 (0 = no return)')
         depth[depth == 0] = np.nan
         return depth
+
+    # ------------------------------------------------------------------ Velodyne scans
+    def velodyne_path(self, i: int) -> Path:
+        """``velodyne_points/data/%010d.bin`` of frame ``i`` (it may not exist)."""
+        return self.path / 'velodyne_points' / 'data' / f'{self._index(i):010d}.bin'
+
+    def has_velodyne(self, i: int | None = None) -> bool:
+        """Whether frame ``i`` (None: any frame) has a Velodyne scan."""
+        if i is None:
+            d = self.path / 'velodyne_points' / 'data'
+            return d.is_dir() and any(d.glob('*.bin'))
+        return self.velodyne_path(i).is_file()
+
+    def velodyne(self, i: int) -> np.ndarray:
+        """Velodyne scan of frame ``i``: (N, 4) float32 x, y, z (metres, Velodyne frame: x
+        forward, y left, z up) and reflectance; :attr:`T_cam_velo` maps the points into this
+        camera's rectified optical frame (projection with :attr:`K` is then
+        ``P_rect_0X @ R_rect_00 @ T_cam0_velo``).
+
+        Raises:
+            KittiFormatError: no scan for frame ``i`` or a malformed file.
+        """
+        p = self.velodyne_path(i)
+        if not p.is_file():
+            raise KittiFormatError(f'missing {p}: no Velodyne scan for frame {i} '
+                                   f'(velodyne_points/data/%010d.bin)')
+        return read_velodyne_bin(p)
 
     # ------------------------------------------------------------------ poses.txt
     def poses_file(self) -> np.ndarray | None:

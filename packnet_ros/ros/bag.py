@@ -16,7 +16,7 @@ from rclpy.serialization import serialize_message
 
 from ..evaluation.runner import BagTopics
 from ..io.bag import BagWriter, rotation_to_quaternion, write_tf_static
-from .conversions import depth_to_image_msg, make_camera_info, make_header, rgb_to_image_msg
+from .conversions import depth_to_image_msg, lidar_to_cloud_msg, make_camera_info, make_header, rgb_to_image_msg
 
 
 def write_msg(bag: BagWriter, topic: str, msgtype: str, t_ns: int, msg) -> None:
@@ -33,6 +33,7 @@ class KittiBagTopics(BagTopics):
     base_frame: str = 'base_link'
     odom_frame: str = 'odom'
     lidar_frame: str = 'velodyne'
+    lidar_points: str = '/lidar/points'
 
 
 @dataclass
@@ -52,10 +53,13 @@ def write_kitti_bag(drive, out: str | Path, topics: KittiBagTopics | None = None
     Per frame: the rgb8 image with its real timestamp and the camera's optical frame,
     the matching CameraInfo (rectified K, P = [K | 0], no distortion), the projected LiDAR
     depth as a 32FC1 image (metres, NaN where no return, same stamp and frame as the
-    image), and nav_msgs/Odometry from the OXTS packet (pose relative to the first frame
+    image), nav_msgs/Odometry from the OXTS packet (pose relative to the first frame
     in ``odom``, twist (vf, vl, vu) / (wf, wl, wu) in ``base_link`` = the OXTS vehicle
-    frame, x forward, y left, z up). /tf_static holds base_link -> velodyne and
-    base_link -> camera from the KITTI calibration.
+    frame, x forward, y left, z up), and, for drives with ``velodyne_points/``, the
+    frame's Velodyne scan on ``topics.lidar_points`` as a PointCloud2 (float32 x, y, z,
+    intensity = KITTI reflectance; frame ``velodyne``; the image's stamp). /tf_static holds
+    base_link -> velodyne and base_link -> camera from the KITTI calibration, so
+    velodyne -> camera is their chain (= ``drive.T_cam_velo``).
 
     Args:
         drive: a :class:`packnet_ros.io.kitti.KittiDrive`.
@@ -78,6 +82,7 @@ def write_kitti_bag(drive, out: str | Path, topics: KittiBagTopics | None = None
                               (np.linalg.inv(drive.T_cam_imu), topics.base_frame, topics.camera_frame)],
                         t_first, topics.tf_static)
         H, W = drive.image_size
+        has_velodyne = drive.has_velodyne()
         for i in frames:
             t = drive.timestamp_ns(i)
             header = make_header(t, topics.camera_frame)
@@ -89,6 +94,11 @@ def write_kitti_bag(drive, out: str | Path, topics: KittiBagTopics | None = None
                               depth_to_image_msg(drive.gt_depth(i), header))
             else:
                 summary.skipped.append((i, 'no LiDAR ground truth'))
+            if drive.has_velodyne(i):
+                write_msg(bag, topics.lidar_points, 'sensor_msgs/msg/PointCloud2', t,
+                          lidar_to_cloud_msg(drive.velodyne(i), make_header(t, topics.lidar_frame)))
+            elif has_velodyne:
+                summary.skipped.append((i, 'no Velodyne scan'))
             try:
                 t_odom = drive.oxts_timestamp_ns(i)
                 T = drive.oxts_pose(i)

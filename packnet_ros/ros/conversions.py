@@ -190,10 +190,29 @@ def points_to_cloud_msg(points: np.ndarray, header: Header, frame_id: str = '') 
                        is_dense=bool(np.isfinite(p).all()))
 
 
+def lidar_to_cloud_msg(points: np.ndarray, header: Header) -> PointCloud2:
+    """(N, 4) LiDAR returns (x, y, z in metres in the sensor frame, intensity) -> unorganized
+    PointCloud2 (height 1, width N, float32 ``x``, ``y``, ``z``, ``intensity`` at offsets
+    0, 4, 8, 12, point_step 16, little-endian, ``is_dense`` true when every point is finite),
+    the layout of a Velodyne driver's cloud without its ``ring`` field.
+
+    Raises:
+        ValueError: ``points`` is not (N, 4).
+    """
+    p = np.asarray(points, dtype='<f4')
+    if p.ndim != 2 or p.shape[1] != 4:
+        raise ValueError(f'points must be (N, 4) x, y, z, intensity, got {p.shape}')
+    fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+              for i, n in enumerate(('x', 'y', 'z', 'intensity'))]
+    return PointCloud2(header=header, height=1, width=len(p), fields=fields, is_bigendian=False, point_step=16,
+                       row_step=16 * len(p), data=np.ascontiguousarray(p).tobytes(),
+                       is_dense=bool(np.isfinite(p).all()))
+
+
 def obstacles_to_msg(obstacles, header: Header) -> PointCloud2:
     """:class:`packnet_ros.postprocess.obstacles.ObstacleCloud` -> unorganized PointCloud2 in
     its target frame with the stamp of ``header`` (:func:`points_to_cloud_msg`)."""
     return points_to_cloud_msg(obstacles.points, header, obstacles.frame_id)
 
 
-__all__ += ['laser_scan_to_msg', 'obstacles_to_msg', 'points_to_cloud_msg']
+__all__ += ['laser_scan_to_msg', 'lidar_to_cloud_msg', 'obstacles_to_msg', 'points_to_cloud_msg']
