@@ -235,6 +235,22 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _P('scan.range_min_m', 0.3, float, '~/scan: nearer returns are -Inf (REP 117), metres', min=0.0),
     _P('scan.range_max_m', 8.0, float, '~/scan: farther returns are +Inf (REP 117), metres', min=0.0,
        min_exclusive=True),
+    # -- depth completion from a LiDAR (packnet_ros.completion.stage) --
+    _P('completion.method', 'none', str, 'none | ipbasic | ipbasic:multiscale: complete the depth from the sparse '
+                                         'input with IP-Basic (monocular where it gives nothing or without input)',
+       choices=('none', 'ipbasic', 'ipbasic:multiscale'), read_only=True),
+    _P('completion.topic', '/lidar/points', str, 'Sparse input topic (subscribed only when completion.method is '
+                                                 'not none; sensor-data QoS)', pattern=r'\S+',
+       pattern_text='a non-empty topic name', read_only=True),
+    _P('completion.kind', 'pointcloud2', str, 'pointcloud2: a LiDAR sensor_msgs/PointCloud2 (float32 x, y, z) | '
+                                              'depth_image: a sparse sensor_msgs/Image (32FC1 m / 16UC1 mm, 0 or '
+                                              'NaN = none) in the camera image', choices=('pointcloud2', 'depth_image'),
+       read_only=True),
+    _P('completion.max_staleness_s', 0.1, float, 'The nearest sparse input may be this far (seconds) from the image '
+                                                 'stamp; farther: monocular fallback', min=0.0),
+    _P('completion.extrinsics', '', str, 'T_camera_lidar (LiDAR points -> the camera optical frame): "x y z roll '
+                                         'pitch yaw" (m, rad) or a 3x4 / 4x4 matrix as 12 / 16 numbers; "" = TF '
+                                         '(needs tf2_msgs), or none when the cloud is in the camera frame'),
 )
 """Every packnet_node parameter, in declaration order."""
 del _P
@@ -271,7 +287,9 @@ def validate(values: Mapping[str, object]) -> list[str]:
         Error messages, empty when everything is valid. Cross-parameter checks:
         ``min_depth_m < max_depth_m`` when ``min_depth_m > 0``; ``input_height`` and
         ``input_width`` both 0 (from the checkpoint) or both set;
-        ``obstacles.min_height_m < obstacles.max_height_m``; ``scan.range_min_m < scan.range_max_m``.
+        ``obstacles.min_height_m < obstacles.max_height_m``; ``scan.range_min_m < scan.range_max_m``;
+        ``completion.extrinsics`` empty or a rigid transform
+        (:func:`packnet_ros.completion.stage.parse_extrinsics`).
     """
     errors = []
     bad = set()
@@ -293,6 +311,12 @@ def validate(values: Mapping[str, object]) -> list[str]:
                              ('scan.range_min_m', 'scan.range_max_m')):
         if not bad & {lo_name, hi_name} and not merged[lo_name] < merged[hi_name]:
             errors.append(f'{lo_name}: {merged[lo_name]!r} must be below {hi_name} ({merged[hi_name]!r})')
+    if 'completion.extrinsics' not in bad and str(merged['completion.extrinsics']).strip():
+        from .completion.stage import parse_extrinsics  # numpy; only for a non-empty value
+        try:
+            parse_extrinsics(merged['completion.extrinsics'])
+        except ValueError as exc:
+            errors.append(f'completion.extrinsics: {merged["completion.extrinsics"]!r}: {exc}')
     if not bad & {'input_height', 'input_width'}:
         h, w = merged['input_height'], merged['input_width']
         if (h == 0) != (w == 0):

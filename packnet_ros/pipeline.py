@@ -19,8 +19,9 @@ A frame passes through an ordered list of stages, each a small object with a ``n
             decimated; points whose confidence is below ``min_confidence`` are NaN;
             skipped when no one wants it
 
-Where new capabilities go: sparse LiDAR input is a stage before ``infer`` (it fills
-``frame.sparse``); a head with confidence fills ``frame.confidence`` in ``infer``;
+Where new capabilities go: depth completion from sparse LiDAR input
+(``FrameInput.sparse``) is the ``completion`` stage after ``depth`` (and ``refine``),
+:mod:`packnet_ros.completion.stage`; a head with confidence fills ``frame.confidence`` in ``infer``;
 refinement is a stage between ``depth`` and ``cloud``; obstacle outputs (scan, ground-free
 cloud) are stages after ``cloud``. A stage is added with :meth:`DepthPipeline.insert_stage`;
 settings that the node may change at runtime live in :class:`PipelineSettings`, which is
@@ -47,7 +48,8 @@ from .online import OnlineProcessor, ScaleSettings
 from .pointcloud import decimate, depth_to_xyz, make_cloud_array
 from .scale import ScaleStatus
 
-if TYPE_CHECKING:  # the navigation stages import this module
+if TYPE_CHECKING:  # the navigation and completion stages import this module
+    from .completion.stage import CompletionStatus, SparseInput
     from .postprocess.obstacles import LaserScanData, ObstacleCloud
 
 T = TypeVar('T')
@@ -126,12 +128,16 @@ class FrameInput:
         stamp_ns: capture time, integer nanoseconds (the image header stamp).
         speed_mps: vehicle speed at ``stamp_ns`` if the caller has one (added to the
             pipeline's speed track; odometry can also be added with :meth:`DepthPipeline.add_speed`).
+        sparse: the frame's sparse depth input (LiDAR points in the camera's optical frame
+            or a sparse depth image, :class:`packnet_ros.completion.stage.SparseInput`) for a
+            ``completion`` stage; None = none (ignored without that stage).
     """
 
     rgb: np.ndarray
     K: np.ndarray | None
     stamp_ns: int
     speed_mps: float | None = None
+    sparse: SparseInput | None = None
 
 
 @dataclass
@@ -151,6 +157,7 @@ class FrameState:
     timings_ms: dict = field(default_factory=dict)
     scan: LaserScanData | None = None
     obstacles: ObstacleCloud | None = None
+    completion: CompletionStatus | None = None
 
 
 @dataclass
@@ -175,6 +182,9 @@ class FrameOutput:
             :class:`packnet_ros.postprocess.obstacles.ObstacleCloud`), or None when not built.
         confidence: (h, w) float32 in [0, 1] at ``depth``'s resolution (1 = sure), or None
             when the model gives none (only SID heads do).
+        completion: what the ``completion`` stage did (depth from the sparse input or
+            monocular, and why; :class:`packnet_ros.completion.stage.CompletionStatus`), or
+            None without that stage.
     """
 
     depth: np.ndarray
@@ -188,6 +198,7 @@ class FrameOutput:
     scan: LaserScanData | None = None
     obstacles: ObstacleCloud | None = None
     confidence: np.ndarray | None = None
+    completion: CompletionStatus | None = None
 
     def depth_summary(self) -> dict:
         """``valid_ratio`` (finite pixels / all) and finite depth ``min_m``, ``median_m``,
@@ -373,7 +384,7 @@ class DepthPipeline:
         return FrameOutput(_needs(state.depth, 'depth', 'output'), state.K, _needs(state.rgb, 'the image', 'output'),
                            state.cloud, state.scale, state.scale_status,
                            self.online.weights_version, state.timings_ms, state.scan, state.obstacles,
-                           state.confidence)
+                           state.confidence, state.completion)
 
     def stop(self) -> None:
         """Stop background work (the adaptation worker)."""

@@ -86,9 +86,11 @@ def test_every_runtime_parameter_reaches_the_pipeline(node):
            'obstacles.max_range_m': 6.0, 'obstacles.voxel_m': 0.2, 'obstacles.ground_plane': True,
            'obstacles.min_confidence': 0.5, 'scan.angle_increment_deg': 1.0, 'scan.range_min_m': 0.5,
            'scan.range_max_m': 7.0}
+    completion = {'completion.max_staleness_s': 0.3, 'completion.extrinsics': '0.1 0.2 0.3 0 0 0'}
     runtime = {p.name for p in PARAMETERS if not p.read_only}
-    assert set(new) | set(nav) == runtime  # this test covers every runtime parameter of the table
+    assert set(new) | set(nav) | set(completion) == runtime  # this test covers every runtime parameter of the table
     new.update(nav)
+    new.update(completion)  # completion is off here: test_completion_parameters_reach_the_stage
     result = node.set_parameters_atomically([Parameter(k, value=v) for k, v in new.items()])
     assert result.successful, result.reason
     s = node.pipeline.settings
@@ -109,6 +111,29 @@ def test_every_runtime_parameter_reaches_the_pipeline(node):
             ns.min_confidence) == ('odom', 0.3, 1.9, 6.0, 0.2, True, 0.5)
     assert (ns.scan_angle_increment, ns.scan_range_min_m, ns.scan_range_max_m) == \
         (pytest.approx(np.radians(1.0)), 0.5, 7.0)
+    assert node._p('completion.max_staleness_s') == 0.3 and node.completion_stage is None
+
+
+def test_completion_parameters_reach_the_stage(context):
+    n = PackNetNode(context=context, parameter_overrides=SMALL + [Parameter('completion.method', value='ipbasic')])
+    try:
+        assert [s.name for s in n.pipeline.stages][2:5] == ['depth', 'completion', 'cloud']
+        assert n.completion_stage.settings.max_staleness_s == 0.1 and n._completion_T is None
+        result = n.set_parameters_atomically([Parameter('completion.max_staleness_s', value=0.25),
+                                              Parameter('completion.extrinsics', value='0.1 0.2 0.3 0 0 0')])
+        assert result.successful, result.reason
+        assert n.completion_stage.settings.max_staleness_s == 0.25  # what the next frame uses
+        np.testing.assert_allclose(n._completion_T, [[1, 0, 0, 0.1], [0, 1, 0, 0.2], [0, 0, 1, 0.3], [0, 0, 0, 1]])
+        bad = n.set_parameters_atomically([Parameter('completion.max_staleness_s', value=0.5),
+                                           Parameter('completion.extrinsics', value='1 2')])
+        assert not bad.successful and 'completion.extrinsics' in bad.reason
+        assert n.completion_stage.settings.max_staleness_s == 0.25 and n._completion_T[0, 3] == 0.1
+        for name, value in (('completion.method', 'none'), ('completion.topic', '/velodyne_points'),
+                            ('completion.kind', 'depth_image')):
+            result = n.set_parameters_atomically([Parameter(name, value=value)])
+            assert not result.successful and 'read-only' in result.reason, name
+    finally:
+        n.destroy_node()
 
 
 def test_declared_descriptors_follow_the_table(node):

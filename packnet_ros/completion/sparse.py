@@ -286,6 +286,14 @@ def project_to_depth(points: np.ndarray, K: np.ndarray, shape: tuple[int, int], 
         (H, W) float32 depth z in metres, the nearest return per pixel, 0 = no return.
         Points with z <= 0 (behind the camera) or outside the image are dropped.
     """
+    return project_with_count(points, K, shape, max_depth)[0]
+
+
+def project_with_count(points: np.ndarray, K: np.ndarray, shape: tuple[int, int], max_depth: float | None = None
+                       ) -> tuple[np.ndarray, int]:
+    """:func:`project_to_depth` and the number of points that landed in the image (finite,
+    in front of the camera, within ``max_depth``, inside the (H, W) image; several may share
+    a pixel)."""
     H, W = int(shape[0]), int(shape[1])
     p = np.asarray(points, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] < 3:
@@ -308,7 +316,7 @@ def project_to_depth(points: np.ndarray, K: np.ndarray, shape: tuple[int, int], 
         order = np.argsort(z, kind='stable')  # nearest first
         uniq, first = np.unique(pix[order], return_index=True)
         depth[uniq] = z[order][first]
-    return depth.reshape(H, W)
+    return depth.reshape(H, W), int(z.size)
 
 
 def sparse_depth(points: np.ndarray, K: np.ndarray, image_shape: tuple[int, int],
@@ -333,4 +341,5 @@ def sparse_depth(points: np.ndarray, K: np.ndarray, image_shape: tuple[int, int]
                             max_depth)
 
 
-__all__ = ['BeamModel', 'HDL64E', 'elevation_deg', 'beam_rings', 'Subsample', 'project_to_depth', 'sparse_depth']
+__all__ = ['BeamModel', 'HDL64E', 'elevation_deg', 'beam_rings', 'Subsample', 'project_to_depth', 'project_with_count',
+           'sparse_depth']

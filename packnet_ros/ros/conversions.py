@@ -11,10 +11,12 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, LaserScan, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from ..completion.stage import SparseInput, transform_points
 from ..geometry import intrinsics_from_camera_info
 from ..imageproc import ImageFormatError, depth_to_buffer
 from ..msgdata import decode_image_msg, depth_msg_to_meters, image_msg_to_rgb, stamp_to_ns
 from ..pipeline import FrameInput, FrameOutput
+from ..pointcloud import cloud_msg_to_arrays
 
 _POINTFIELD_TYPES = {np.dtype('<f4'): PointField.FLOAT32, np.dtype('<f8'): PointField.FLOAT64,
                      np.dtype('<u4'): PointField.UINT32, np.dtype('uint8'): PointField.UINT8}
@@ -216,3 +218,35 @@ def obstacles_to_msg(obstacles, header: Header) -> PointCloud2:
 
 
 __all__ += ['laser_scan_to_msg', 'lidar_to_cloud_msg', 'obstacles_to_msg', 'points_to_cloud_msg']
+
+
+# -- sparse input of depth completion (completion.topic) -------------------------------------
+def sparse_from_cloud_msg(msg: PointCloud2, T_camera_cloud: np.ndarray) -> SparseInput:
+    """A LiDAR PointCloud2 (float32 x, y, z; any other fields, point_step, row_step,
+    organized or not, either endianness) -> :class:`packnet_ros.completion.stage.SparseInput`
+    with its points moved into the camera's optical frame by ``T_camera_cloud`` (4, 4).
+    Non-finite points are kept (the completion ignores them).
+
+    Raises:
+        ValueError: no float32 x, y, z fields, or a buffer shorter than ``height * row_step``
+            or rows shorter than ``width * point_step``.
+    """
+    if msg.point_step <= 0 or msg.row_step < msg.width * msg.point_step \
+            or len(msg.data) < msg.height * msg.row_step:
+        raise ValueError(f'malformed PointCloud2: {len(msg.data)} data bytes for height {msg.height}, '
+                         f'width {msg.width}, point_step {msg.point_step}, row_step {msg.row_step}')
+    points, _ = cloud_msg_to_arrays(msg)
+    return SparseInput(stamp_to_ns(msg.header.stamp), points=transform_points(points.reshape(-1, 3), T_camera_cloud))
+
+
+def sparse_from_depth_msg(msg: Image) -> SparseInput:
+    """A sparse depth Image in the camera image (32FC1 metres / 16UC1 millimetres; 0 or NaN =
+    no value; any size) -> :class:`packnet_ros.completion.stage.SparseInput`.
+
+    Raises:
+        ValueError: another encoding or a malformed buffer (ImageFormatError is a ValueError).
+    """
+    return SparseInput(stamp_to_ns(msg.header.stamp), depth=depth_msg_to_meters(msg))
+
+
+__all__ += ['sparse_from_cloud_msg', 'sparse_from_depth_msg']

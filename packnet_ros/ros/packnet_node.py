@@ -4,15 +4,19 @@ Subscribed (relative names, remap them):
     image        sensor_msgs/Image       rgb8, bgr8, rgba8, bgra8 or mono8; sensor-data QoS
     camera_info  sensor_msgs/CameraInfo  paired with the image by header stamp
     odom         nav_msgs/Odometry       vehicle speed (twist in child_frame_id)
+    completion.topic (parameter, default /lidar/points; only with completion.method != none)
+                 sensor_msgs/PointCloud2 (or a sparse depth Image)  LiDAR returns for depth completion;
+                                         sensor-data QoS
 Published (private, ``~/``; reliable, keep-last):
     ~/depth        sensor_msgs/Image        32FC1 metres (REP 118); NaN invalid, +Inf beyond
-                                            max_depth_m, -Inf below min_depth_m (REP 117)
+                                            max_depth_m, -Inf below min_depth_m (REP 117); with
+                                            completion: IP-Basic on the LiDAR, monocular elsewhere
     ~/camera_info  sensor_msgs/CameraInfo   intrinsics of ~/depth's resolution
     ~/confidence   sensor_msgs/Image        32FC1 in [0, 1], same header as ~/depth; only for models
                                             with a confidence (SID heads)
     ~/points       sensor_msgs/PointCloud2  organized XYZ or XYZRGB, depth_image_proc conventions;
                                             points below min_confidence are NaN
-    ~/stats        packnet_ros/DepthStats   per-frame latency, depth summary, scale
+    ~/stats        packnet_ros/DepthStats   per-frame latency, depth summary, scale, depth mode
 Published with sensor-data QoS (best effort, as Nav2 subscribes), in obstacles.target_frame:
     ~/scan         sensor_msgs/LaserScan    nearest return per bearing in the obstacle height band
     ~/obstacles    sensor_msgs/PointCloud2  unorganized x, y, z: ground-free, range-limited, voxelized
@@ -31,6 +35,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +51,14 @@ from std_srvs.srv import Trigger
 
 from ..adaptation import AdaptationConfig
 from ..checkpoint import CheckpointError
+from ..completion.stage import (
+    DEPTH_MODE_COMPLETION,
+    DEPTH_MODE_MONOCULAR,
+    CompletionSettings,
+    SparseInput,
+    insert_completion,
+    parse_extrinsics,
+)
 from ..msgdata import speed_from_odometry
 from ..node_config import PARAMETERS, ParamSpec, validate
 from ..online import ScaleSettings
@@ -61,6 +74,8 @@ from .conversions import (
     laser_scan_to_msg,
     obstacles_to_msg,
     output_msgs,
+    sparse_from_cloud_msg,
+    sparse_from_depth_msg,
     stamp_to_ns,
 )
 from .sync import StampPairer
@@ -74,6 +89,8 @@ except ImportError as _exc:  # pragma: no cover - reported at start-up
 
 MAX_SPEED_MPS = 150.0
 """Odometry speeds above this (540 km/h) are rejected as corrupt."""
+SPARSE_BUFFER = 10
+"""Newest sparse inputs (LiDAR clouds) kept; each frame takes the one nearest its stamp."""
 
 
 class ParameterError(ValueError):
@@ -119,6 +136,11 @@ def obstacle_settings(values: dict) -> ObstacleSettings:
         ground_plane=bool(values['obstacles.ground_plane']), min_confidence=float(values['obstacles.min_confidence']),
         scan_angle_increment=float(np.radians(float(values['scan.angle_increment_deg']))),
         scan_range_min_m=float(values['scan.range_min_m']), scan_range_max_m=float(values['scan.range_max_m']))
+
+
+def completion_settings(values: dict) -> CompletionSettings:
+    """Runtime settings of the completion stage from the node's parameter values (validated)."""
+    return CompletionSettings(max_staleness_s=float(values['completion.max_staleness_s']))
 
 
 def adaptation_config(values: dict) -> AdaptationConfig | None:
@@ -218,6 +240,11 @@ class PackNetNode(Node):
                 insert_refinement(self.pipeline, str(values['refinement']))
             except ImportError as exc:
                 raise ParameterError(f'refinement: {exc}') from None
+        # depth completion from a LiDAR: stage after "depth" / "refine" (README "Depth completion from a LiDAR")
+        self.completion_stage = insert_completion(self.pipeline, str(values['completion.method']),
+                                                  completion_settings(values))
+        self._completion_T = parse_extrinsics(values['completion.extrinsics'])  # None = TF / same frame
+        self._completion_fallback = False
         # navigation outputs: stages after "cloud" (they unproject the depth themselves)
         self._nav_settings = obstacle_settings(values)  # from the parameters; replaced as a whole
         self.scan_stage, self.obstacle_stage = navigation_stages(self._nav_settings)
@@ -251,7 +278,18 @@ class PackNetNode(Node):
         self.pub_stats = self.create_publisher(DepthStats, '~/stats', out_qos)
         self.pub_scan = self.create_publisher(LaserScan, '~/scan', qos_profile_sensor_data)
         self.pub_obstacles = self.create_publisher(PointCloud2, '~/obstacles', qos_profile_sensor_data)
-        self._tf = self._subscribe_tf() if values['obstacles.extrinsics_source'] == 'tf' else None
+        nav_tf = values['obstacles.extrinsics_source'] == 'tf'
+        completion_tf = self.completion_stage is not None and values['completion.kind'] == 'pointcloud2'
+        self._tf = self._subscribe_tf(nav_tf, completion_tf) if nav_tf or completion_tf else None
+        self._nav_tf = nav_tf and self._tf is not None  # obstacles take their extrinsics from TF
+        self._sparse_msgs: deque = deque(maxlen=SPARSE_BUFFER)
+        self._sparse_lock = threading.Lock()
+        self._sparse_topic = ''
+        if self.completion_stage is not None:
+            sparse_type = PointCloud2 if values['completion.kind'] == 'pointcloud2' else Image
+            sub = self.create_subscription(sparse_type, str(values['completion.topic']), self._on_sparse,
+                                           qos_profile_sensor_data)
+            self._sparse_topic = sub.topic_name
         self.create_service(Trigger, '~/adaptation/save', self._on_save_adapted)
         self.create_service(Trigger, '~/adaptation/reset', self._on_reset_adapted)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -262,7 +300,9 @@ class PackNetNode(Node):
         self.get_logger().info(
             f'ready: {est.label} on {est.device} ({est.precision}, {est.backend}), '
             f'input {est.input_shape[1]}x{est.input_shape[0]}, weights: {self.weights_description}; '
-            f'scale source {values["scale_source"]}{", online adaptation ON" if self.online.adapter else ""}')
+            f'scale source {values["scale_source"]}{", online adaptation ON" if self.online.adapter else ""}'
+            + (f'; depth completion {values["completion.method"]} from {self._sparse_topic} '
+               f'({values["completion.kind"]}), monocular fallback' if self.completion_stage is not None else ''))
 
     # -- parameters -----------------------------------------------------------------------
     def _p(self, name: str):
@@ -285,22 +325,33 @@ class PackNetNode(Node):
                 return SetParametersResult(successful=False, reason=str(exc))
             try:
                 nav = obstacle_settings(merged)
+                completion = completion_settings(merged)
+                T_completion = parse_extrinsics(merged['completion.extrinsics'])
             except ValueError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
             self.pipeline.update_settings(settings)
             self._nav_settings = nav  # the worker hands it to the stages before the next frame
+            if self.completion_stage is not None:
+                self.completion_stage.settings = completion  # one reference: the next frame sees all of it
+            self._completion_T = T_completion
             self._values = merged
         return SetParametersResult(successful=True)
 
     # -- camera extrinsics from TF (optional) ---------------------------------------------
-    def _subscribe_tf(self):
+    def _subscribe_tf(self, navigation: bool = True, completion: bool = False):
         """Subscribe to /tf_static (transient local) and /tf into a transform tree, or None
-        (with a warning) when tf2_msgs is not importable (no PyPI wheel: the venv path)."""
+        (with a warning) when tf2_msgs is not importable (no PyPI wheel: the venv path).
+        ``navigation``: the obstacle outputs asked for TF; ``completion``: the LiDAR clouds
+        may need it (when completion.extrinsics is empty)."""
         try:
             from tf2_msgs.msg import TFMessage
         except ImportError:
-            self.get_logger().warning('obstacles.extrinsics_source is "tf" but tf2_msgs is not installed: '
-                                      'using the obstacles.camera_* parameters')
+            if navigation:
+                self.get_logger().warning('obstacles.extrinsics_source is "tf" but tf2_msgs is not installed: '
+                                          'using the obstacles.camera_* parameters')
+            if completion and self._completion_T is None:
+                self.get_logger().warning('depth completion: tf2_msgs is not installed (no TF): clouds outside '
+                                          'the camera frame need completion.extrinsics')
             return None
         from rclpy.qos import DurabilityPolicy
 
@@ -326,7 +377,7 @@ class PackNetNode(Node):
         parameters' extrinsics, or the TF lookup target_frame <- camera_frame (latest
         transforms; a camera mount is static). None (warned) when TF has no such transform."""
         settings = self._nav_settings
-        if self._tf is None:
+        if not self._nav_tf or self._tf is None:
             return settings
         tree, lock = self._tf
         try:
@@ -368,6 +419,65 @@ class PackNetNode(Node):
                                                   f'{MAX_SPEED_MPS:g} m/s: a corrupt twist)')
         else:
             self.pipeline.add_speed(stamp_to_ns(msg.header.stamp), speed)
+
+    def _on_sparse(self, msg) -> None:
+        """Keep the newest sparse inputs (decoded by the worker for the frame that uses one)."""
+        with self._sparse_lock:
+            self._sparse_msgs.append(msg)
+
+    def _cloud_transform(self, cloud_frame: str, camera_frame: str) -> np.ndarray:
+        """``T_camera_cloud``: completion.extrinsics when set, identity for a cloud in the
+        camera frame, else TF (latest transforms).
+
+        Raises:
+            LookupError: no transform (the message says what to set).
+        """
+        T = self._completion_T
+        if T is not None:
+            return T
+        cloud, camera = cloud_frame.strip().lstrip('/'), camera_frame.strip().lstrip('/')
+        if cloud and cloud == camera:
+            return np.eye(4)
+        if not cloud:
+            raise LookupError('the cloud has no frame_id: set completion.extrinsics')
+        if self._tf is None:
+            raise LookupError(f'no transform from the cloud frame "{cloud}" to the camera frame "{camera}": set '
+                              f'completion.extrinsics (no TF: tf2_msgs is not installed)')
+        tree, lock = self._tf
+        try:
+            with lock:
+                return tree.lookup(camera, cloud)
+        except LookupError as exc:
+            raise LookupError(f'{exc}; set completion.extrinsics or publish it on /tf_static') from None
+
+    def _sparse_input(self, header) -> SparseInput:
+        """The sparse input of the frame with ``header``: the kept message nearest its stamp,
+        converted (points moved into the camera frame). Problems (nothing received, no
+        transform, a malformed message) become ``SparseInput.problem``; a message farther than
+        completion.max_staleness_s is not decoded (the stage reports it as stale)."""
+        t_img = stamp_to_ns(header.stamp)
+        with self._sparse_lock:
+            msgs = list(self._sparse_msgs)
+        cloud = self._p('completion.kind') == 'pointcloud2'
+        what = 'PointCloud2' if cloud else 'sparse depth Image'
+        if not msgs:
+            return SparseInput(t_img, problem=f'no {what} received on {self._sparse_topic}', problem_kind='no_input')
+        msg = min(msgs, key=lambda m: abs(stamp_to_ns(m.header.stamp) - t_img))
+        t = stamp_to_ns(msg.header.stamp)
+        if self.completion_stage is not None and abs(t - t_img) > 1e9 * self.completion_stage.settings.max_staleness_s:
+            return SparseInput(t)
+        try:
+            if cloud:
+                return sparse_from_cloud_msg(msg, self._cloud_transform(msg.header.frame_id, header.frame_id))
+            sparse_frame, camera = msg.header.frame_id.strip().lstrip('/'), header.frame_id.strip().lstrip('/')
+            if sparse_frame and camera and sparse_frame != camera:
+                return SparseInput(t, problem=f'the sparse depth image on {self._sparse_topic} is in frame '
+                                              f'"{sparse_frame}", not the camera\'s "{camera}"', problem_kind='frame')
+            return sparse_from_depth_msg(msg)
+        except LookupError as exc:
+            return SparseInput(t, problem=str(exc), problem_kind='no_transform')
+        except (ValueError, TypeError, IndexError) as exc:
+            return SparseInput(t, problem=f'unusable {what} on {self._sparse_topic}: {exc}', problem_kind='bad_input')
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         with self._pair_lock:
@@ -483,7 +593,17 @@ class PackNetNode(Node):
         try:
             want_cloud = self.pipeline.settings.cloud and self._wanted(self.pub_points, lazy)
             self._prepare_navigation(image.header.frame_id, lazy)
+            sparse_ms = 0.0
+            if self.completion_stage is not None:
+                t_sparse = time.perf_counter()
+                try:
+                    frame.sparse = self._sparse_input(image.header)
+                except Exception as exc:  # noqa: BLE001 - a bad sparse input must not cost the frame
+                    frame.sparse = SparseInput(stamp_to_ns(image.header.stamp), problem=f'sparse input: '
+                                               f'{type(exc).__name__}: {exc}', problem_kind='internal')
+                sparse_ms = 1e3 * (time.perf_counter() - t_sparse)
             out = self.pipeline.process(frame, cloud=want_cloud)
+            out.timings_ms['sparse_input_ms'] = sparse_ms
             self._publish_outputs(image, info, out, lazy, t_start)
         except Exception as exc:  # noqa: BLE001 - the node must survive any single frame
             if not self.context.ok():
@@ -499,7 +619,7 @@ class PackNetNode(Node):
         settings = self._navigation_settings(camera_frame) if want_scan or want_obstacles else None
         if settings is not None:
             self.scan_stage.settings = self.obstacle_stage.settings = settings
-            if self._tf is None and not np.any(settings.T_target_camera[:3, 3]):
+            if not self._nav_tf and not np.any(settings.T_target_camera[:3, 3]):
                 self.warn_throttled('no_extrinsics', 'obstacles.camera_x_m/_y_m/_z_m are all 0: the camera is '
                                                      'taken to sit on the ground; set its pose in '
                                                      f'{settings.target_frame} for ~/scan and ~/obstacles',
@@ -540,6 +660,23 @@ class PackNetNode(Node):
         with self._stats_lock:
             self.frames_processed += 1
         self._publish(self.pub_stats, self._stats(header, out, 1e3 * (t_end - t_start), 1e3 * (t_end - t_pub)))
+        self._report_completion(out)
+
+    def _report_completion(self, out: FrameOutput) -> None:
+        """Say when ~/depth falls back to monocular (throttled per kind of reason) and when
+        completion resumes."""
+        status = out.completion
+        if status is None:
+            return
+        if status.mode == DEPTH_MODE_COMPLETION:
+            if self._completion_fallback:
+                self.get_logger().info(f'depth completion resumed: ~/depth from {self._sparse_topic} '
+                                       f'({status.sparse_points} points)')
+            self._completion_fallback = False
+            return
+        self._completion_fallback = True
+        self.warn_throttled(f'completion_{status.kind}', f'depth completion: ~/depth is monocular depth '
+                                                         f'({status.reason})')
 
     def _publish(self, pub, msg) -> None:
         try:
@@ -578,6 +715,11 @@ class PackNetNode(Node):
             s.adaptation_steps, s.adaptation_rollbacks = int(st.steps), int(st.rollbacks)
             s.adaptation_last_loss, s.adaptation_step_ms = float(st.last_loss), float(st.step_ms)
         s.weights_version = int(out.weights_version)
+        completion = out.completion
+        s.depth_mode = DEPTH_MODE_MONOCULAR if completion is None else completion.label
+        if completion is not None and completion.mode == DEPTH_MODE_COMPLETION:
+            s.sparse_points = int(completion.sparse_points)
+        s.completion_ms = float(t.get('sparse_input_ms', 0.0) + t.get('completion_ms', 0.0))
         with self._stats_lock:
             s.frames_received, s.frames_processed = self.frames_received, self.frames_processed
             s.frames_dropped, s.frames_skipped = self.frames_dropped, self.frames_skipped
