@@ -389,7 +389,7 @@ def _load_strict(net: nn.Module, state: dict, path, what: str) -> None:
 def save_checkpoint(path: str | os.PathLike, depth_net: nn.Module, spec: ModelSpec,
                     pose_net: nn.Module | None = None, metadata: dict | None = None,
                     config: dict | None = None, extra: dict | None = None,
-                    pose_dtype: torch.dtype = torch.float32) -> Path:
+                    pose_dtype: torch.dtype = torch.float32, depth_dtype: torch.dtype = torch.float32) -> Path:
     """Write a project checkpoint atomically (temporary file then rename).
 
     Args:
@@ -402,13 +402,16 @@ def save_checkpoint(path: str | os.PathLike, depth_net: nn.Module, spec: ModelSp
         extra: further plain entries (e.g. training state for resuming).
         pose_dtype: storage dtype of the pose network (float16 halves its size for shipped
             models; loading always returns float32).
+        depth_dtype: storage dtype of the depth network's floating-point tensors (float16
+            halves a shipped model; integer buffers keep their type; loading returns float32).
 
     Returns:
         The path written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {DEPTH_PREFIX + k: v.detach().float().cpu() for k, v in depth_net.state_dict().items()}
+    state = {DEPTH_PREFIX + k: v.detach().cpu().to(depth_dtype if v.is_floating_point() else v.dtype)
+             for k, v in depth_net.state_dict().items()}
     if pose_net is not None:
         state.update({POSE_PREFIX + k: v.detach().cpu().to(pose_dtype) for k, v in pose_net.state_dict().items()})
     cfg = _merge(_plain_data(config or {}), spec.to_config())

@@ -534,3 +534,28 @@ def test_shipped_checkpoint_loads_with_plain_weights_only():
         pytest.skip('no default checkpoint installed')
     raw = torch.load(path, map_location='cpu', weights_only=True)
     assert raw['format'] and raw['metadata']['licence'] and isinstance(raw['metadata']['training']['hardware']['torch'], str)
+
+
+def test_a_half_precision_depth_net_loads_as_float32_and_predicts_alike(tmp_path):
+    """save_checkpoint(depth_dtype=float16) halves the file; loading gives float32 weights
+    within fp16 rounding of the originals, and the same depth within 1 %."""
+    import dataclasses
+
+    import torch
+
+    from packnet_ros.checkpoint import load_checkpoint, save_checkpoint
+    from packnet_ros.weights import resolve_weights
+    w = resolve_weights('untrained:PackNetSlim01:0.25').checkpoint
+    spec = dataclasses.replace(w.spec, image_shape=(64, 224))
+    full = save_checkpoint(tmp_path / 'f32.ckpt', w.depth_net, spec)
+    half = save_checkpoint(tmp_path / 'f16.ckpt', w.depth_net, spec, depth_dtype=torch.float16)
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    a, b = load_checkpoint(full, with_pose=False).depth_net, load_checkpoint(half, with_pose=False).depth_net
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert q.dtype == p.dtype, name
+        if p.is_floating_point():
+            torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-4)
+    x = torch.rand(1, 3, 64, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        da, db = 1 / a.eval()(x), 1 / b.eval()(x)
+    assert float(((da - db).abs() / da).max()) < 0.01

@@ -51,6 +51,7 @@ def test_target_only_samples_have_no_contexts_and_need_the_supervised_mode(tmp_p
         build_data(_cfg(tmp_path, **{'loss.mode': 'semi_supervised'}))
     train, _, summary = build_data(_cfg(tmp_path))
     assert summary['lidar_samples'] == 7 and train[0]['rgb_context'] == []
+    assert summary['train_frames'] == [f'kitti:{KITTI_DRIVE.name}:{i}' for i in range(7)]  # named in the checkpoint
 
 
 def test_a_heldout_scene_that_is_also_trained_on_is_refused(tmp_path):

@@ -269,6 +269,11 @@ class FrameSequence:
                       expected_translation=expected_translation(v, [self._speed(c) for c in ctx], dts),
                       gt_depth=self._gt(t), source=self._source(t))
 
+    def target_sources(self) -> list[str]:
+        """Source id of every target frame (e.g. ``kitti:<drive>:<frame>``), in sample order:
+        the frames a model trained on this sequence has seen as targets."""
+        return [self._source(t) for t, _ in self._items]
+
     def describe(self) -> str:
         """What was found and what was skipped, one human-readable paragraph."""
         n_speed = sum(self._speed(t) is not None for t, _ in self._items)

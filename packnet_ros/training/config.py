@@ -124,7 +124,8 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     output_dir: str = ''
-    ship_path: str = ''  # also write the final weights here (depth fp32, pose fp16): the shipped model
+    ship_path: str = ''  # also write the final weights here (pose fp16): the shipped model
+    ship_dtype: str = 'float32'  # storage of the shipped depth network: float32 | float16 (half the file)
     licence: str = ''
     notes: str = ''
     base_dir: str = '.'  # folder of the config file (relative paths)
@@ -343,7 +344,8 @@ def _check_choices(cfg: TrainConfig, where: str) -> None:
     choices = [('loss.mode', cfg.loss.mode, LOSS_MODES),
                ('loss.supervised_term', cfg.loss.supervised_term, SUPERVISED_METHODS),
                ('loss.sid_loss', cfg.loss.sid_loss, ('ordinal', 'cross_entropy')),
-               ('data.depth_resize', cfg.data.depth_resize, ('nearest', 'preserve'))]
+               ('data.depth_resize', cfg.data.depth_resize, ('nearest', 'preserve')),
+               ('ship_dtype', cfg.ship_dtype, ('float32', 'float16'))]
     for key, value, allowed in choices:
         if value not in allowed:
             raise ValueError(f'{where}: {key} is {value!r}, expected one of {", ".join(allowed)}')

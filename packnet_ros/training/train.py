@@ -49,6 +49,7 @@ def build_data(cfg: TrainConfig):
         'train': [s.describe() for s in train_seqs],
         'val': [s.describe() for s in val_seqs],
         'train_samples': sum(len(s) for s in train_seqs),
+        'train_frames': sorted({f for s in train_seqs for f in s.target_sources()}),
         'repeat': cfg.data.repeat,
         'skipped': [list(x) for s in train_seqs for x in getattr(s, 'skipped', [])],
         'velocity_supervision': any(_has_speed(s) for s in train_seqs),
@@ -184,7 +185,8 @@ def train(cfg: TrainConfig, resume: str | None = None, out_dir: str | None = Non
         elif cfg.ship_path:
             shipped = save_checkpoint(cfg.resolve(cfg.ship_path), module.model.depth_net, module.spec,
                                       pose_net, metadata=load_checkpoint(model_path).metadata,
-                                      config={'train': cfg.as_dict()}, pose_dtype=torch.float16)
+                                      config={'train': cfg.as_dict()}, pose_dtype=torch.float16,
+                                      depth_dtype=getattr(torch, cfg.ship_dtype))
             report['shipped'] = {'path': str(shipped), 'size_mb': round(shipped.stat().st_size / 2 ** 20, 2)}
         write_json(out / 'report.json', report)
     return report
