@@ -37,6 +37,9 @@ POSE_PREFIX = 'model.pose_net.'
 DEFAULT_IMAGE_SHAPE = (192, 640)
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / 'models' / 'packnet_ros_default.ckpt'
 """The shipped model (see packnet_ros/models/MODEL_CARD.md), used when ``checkpoint: default``."""
+SELFSUP_CHECKPOINT = Path(__file__).resolve().parent / 'models' / 'packnet_ros_selfsup.ckpt'
+"""The shipped self-supervised PackNet with its velocity-supervised PoseNet (``checkpoint:
+selfsup``; MODEL_CARD.md): for the odometry scale and online adaptation, which need a PoseNet."""
 
 
 def default_checkpoint_path() -> Path | None:

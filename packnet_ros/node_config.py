@@ -130,7 +130,7 @@ def _fmt(x: float) -> str:
 _P = ParamSpec
 PARAMETERS: tuple[ParamSpec, ...] = (
     # -- model (read_only: the network is built once) --
-    _P('checkpoint', 'default', str, 'Weights: "default" (the shipped model), a .ckpt path (packnet-sfm or '
+    _P('checkpoint', 'default', str, 'Weights: "default" (the shipped model), "selfsup" (shipped PackNet with PoseNet), a .ckpt path (packnet-sfm or '
                                      'packnet_ros), or "untrained[:<Network>[:<width>]]" (random, testing only)',
        read_only=True),
     _P('network', 'PackNet01', str, 'Network of a bare checkpoint "untrained": PackNet01 | PackNetSlim01',

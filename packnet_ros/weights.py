@@ -6,6 +6,8 @@ demo | evaluate | export | benchmark | train --init``) takes the same text:
     default                     the shipped model (packnet_ros/models/, see MODEL_CARD.md);
                                 when none is installed: untrained weights, and the
                                 description says so
+    selfsup                     the shipped self-supervised PackNet with a PoseNet (for
+                                ``scale_source: odometry`` and online adaptation)
     <path>.ckpt                 a packnet-sfm or packnet_ros checkpoint file
     untrained[:<Network>[:<width>]]
                                 randomly initialised <Network> (PackNet01, PackNetSlim01,
@@ -23,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import Checkpoint, ModelSpec, default_checkpoint_path, load_checkpoint
+from .checkpoint import SELFSUP_CHECKPOINT, Checkpoint, ModelSpec, default_checkpoint_path, load_checkpoint
 from .networks import build_pose_net, canonical_depth_model_name
 
-SYNTAX = '"default", a .ckpt path, or "untrained[:<Network>[:<width>]]"'
+SYNTAX = '"default", "selfsup", a .ckpt path, or "untrained[:<Network>[:<width>]]"'
 UNTRAINED_SEED = 0
 
 
@@ -99,6 +101,10 @@ def parse_weights(text: str | None, network: str = 'PackNet01', width: float = 1
         if path is not None:
             return WeightsChoice(raw or 'default', 'default', path=path)
         return WeightsChoice(raw or 'default', 'default', spec=_untrained_spec(network, width, raw), fallback=True)
+    if raw == 'selfsup':
+        if not SELFSUP_CHECKPOINT.is_file():
+            raise WeightsError(f'selfsup: the shipped self-supervised model is not installed ({SELFSUP_CHECKPOINT})')
+        return WeightsChoice(raw, 'path', path=SELFSUP_CHECKPOINT)
     if raw == 'untrained' or raw.startswith('untrained:'):
         parts = raw.split(':')
         if len(parts) > 3:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from packnet_ros.checkpoint import default_checkpoint_path
+from packnet_ros.checkpoint import SELFSUP_CHECKPOINT
 from packnet_ros.io.bag import iter_messages
 from packnet_ros.io.kitti import KittiDrive
 from packnet_ros.ros.bag import write_kitti_bag
@@ -26,9 +26,9 @@ def _stats(bag):
     return [m.msg for m in iter_messages(bag, ['/packnet_node/stats'])]
 
 
-@pytest.mark.skipif(default_checkpoint_path() is None, reason='needs the shipped checkpoint (PoseNet weights)')
+@pytest.mark.skipif(not SELFSUP_CHECKPOINT.is_file(), reason='needs the shipped self-supervised checkpoint (PoseNet)')
 def test_odometry_scale_estimate_converges_on_the_kitti_bag(kitti_bag, tmp_path):
-    params = {'checkpoint': 'default', 'scale_source': 'odometry'}
+    params = {'checkpoint': 'selfsup', 'scale_source': 'odometry'}
     with NodeProcess(params, remap=REMAP, log_path=tmp_path / 'node.log') as node:
         rep = replay_into_node(kitti_bag, tmp_path / 'out', '/camera/image_raw', ['/camera/camera_info', '/odom'],
                                node_process=node, replays=2)
@@ -45,7 +45,7 @@ def test_odometry_scale_estimate_converges_on_the_kitti_bag(kitti_bag, tmp_path)
     assert [s.scale_samples for s in second] == [5, 5, 6, 7, 8, 9, 10]
     assert not second[0].scale_updated
     final = second[-1]
-    # the shipped model is velocity-supervised: PoseNet's translation is already metric
+    # the shipped self-supervised model is velocity-supervised: PoseNet's translation is already metric
     assert final.scale_valid and 0.8 < final.scale_factor < 1.25, final
     assert final.scale_spread < 0.15  # converged: consistent samples
     values = [s.scale_factor for s in second[2:]]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from packnet_ros.checkpoint import DEFAULT_CHECKPOINT, default_checkpoint_path, save_checkpoint
+from packnet_ros.checkpoint import DEFAULT_CHECKPOINT, SELFSUP_CHECKPOINT, default_checkpoint_path, save_checkpoint
 from packnet_ros.io.kitti import KittiDrive
 from packnet_ros.online import ScaleSettings
 from packnet_ros.pipeline import DepthPipeline, FrameInput, PipelineSettings, pipeline_from_weights
@@ -159,6 +159,9 @@ def test_weights_syntax(tmp_path):
         assert default.path == DEFAULT_CHECKPOINT and parse_weights('').path == DEFAULT_CHECKPOINT
     else:
         assert default.fallback and default.untrained
+    selfsup = resolve_weights('selfsup', with_pose=True)  # the shipped PackNet with its PoseNet
+    assert selfsup.choice.path == SELFSUP_CHECKPOINT and selfsup.checkpoint.pose_net is not None
+    assert selfsup.checkpoint.spec.depth_net == 'PackNetSlim01'
     for bad, text in (('untrained:ResNet', 'unknown network'), ('untrained:PackNet01:x', 'not a number'),
                       ('untrained:PackNet01:0', 'width must be > 0'), (str(tmp_path / 'no.ckpt'), 'no such file'),
                       ('untrained:a:b:c', 'weights are')):
