@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import FIXTURES, fill_reference_params
-from packnet_ros.checkpoint import default_checkpoint_path, load_checkpoint
+from packnet_ros.checkpoint import SELFSUP_CHECKPOINT, load_checkpoint
 from packnet_ros.inference import cpu_supports_fast_bf16
 from packnet_ros.networks import PackNet01, PackNetSlim01
 from packnet_ros.networks.fast import FoldedPackLayer, fold_pack_layers, prepare_for_inference
@@ -88,9 +88,9 @@ def test_fold_executes_fewer_operations():
 
 
 @pytest.mark.skipif(not cpu_supports_fast_bf16(), reason='no native bf16 on this CPU')
-@pytest.mark.skipif(default_checkpoint_path() is None, reason='no shipped checkpoint in this checkout')
-def test_bf16_fast_path_on_the_shipped_model(rgb):
-    net = load_checkpoint(default_checkpoint_path(), with_pose=False).depth_net.float().eval()
+@pytest.mark.skipif(not SELFSUP_CHECKPOINT.is_file(), reason='no shipped PackNet checkpoint in this checkout')
+def test_bf16_fast_path_on_the_shipped_packnet(rgb):
+    net = load_checkpoint(SELFSUP_CHECKPOINT, with_pose=False).depth_net.float().eval()
     x = torch.nn.functional.interpolate(rgb, size=(192, 640), mode='bilinear', align_corners=False)
     with torch.inference_mode():
         rel = _mean_rel_depth(_bf16_fast(net, x), net(x))
