@@ -5,7 +5,10 @@ Ground-truth depth (the LiDAR targets of ``loss.mode: semi_supervised | supervis
 with every sample whose reader has it, as the batch's ``depth`` (NaN elsewhere): KITTI
 drives read ``proj_depth/velodyne/<camera>/%010d.npz`` (projected LiDAR) for every target
 that has a file; bags read the ``depth_topic`` image (32FC1
-metres or 16UC1 millimetres) stamped exactly as the image; videos have none.
+metres or 16UC1 millimetres) stamped exactly as the image, or project the ``cloud_topic``
+PointCloud2 scan nearest to the image's stamp (within ``cloud_tolerance_s``, default 0.05 s)
+into the camera with the bag's ``/tf_static`` (z in metres, nearest return per pixel; see
+:class:`~packnet_ros.io.bag_sequence.BagSequence`); videos have none.
 :func:`count_depth_samples` counts them without decoding any image."""
 from __future__ import annotations
 
@@ -22,8 +25,9 @@ __all__ = ['load_sequences', 'count_depth_samples']
 # type -> (allowed keyword arguments, those that are paths relative to base_dir)
 _SPEC_KEYS = {
     'kitti': ({'targets', 'context_offsets', 'context_dt_s', 'tolerance_s', 'with_speed', 'camera'}, set()),
-    'bag': ({'image_topic', 'camera_info_topic', 'odom_topic', 'depth_topic', 'context_offsets', 'context_dt_s',
-             'tolerance_s', 'max_speed_gap_s', 'every', 'rectify', 'intrinsics'}, {'intrinsics'}),
+    'bag': ({'image_topic', 'camera_info_topic', 'odom_topic', 'depth_topic', 'cloud_topic', 'cloud_tolerance_s',
+             'context_offsets', 'context_dt_s', 'tolerance_s', 'max_speed_gap_s', 'every', 'rectify', 'intrinsics'},
+            {'intrinsics'}),
     'video': ({'intrinsics', 'frame_step', 'crop', 'context_offsets', 'context_dt_s', 'tolerance_s', 'start',
                'stop', 'speed_csv', 'max_speed_gap_s', 'alpha', 'fps', 'cache'}, {'intrinsics', 'speed_csv'}),
 }
@@ -36,6 +40,7 @@ def load_sequences(specs: Sequence[dict], base_dir: str | Path | None = None) ->
 
         {'type': 'kitti', 'path': 'kitti_tiny/2011_09_26/2011_09_26_drive_0023_sync', 'targets': [1, 2, 3]}
         {'type': 'bag', 'path': 'drive.bag', 'odom_topic': '/odom'}
+        {'type': 'bag', 'path': 'drive.bag', 'cloud_topic': '/lidar/points', 'context_offsets': []}
         {'type': 'video', 'path': 'segment_a.mp4', 'intrinsics': 'camera.yaml', 'crop': [0, 80, 0, 0],
          'frame_step': 2}
 
@@ -87,10 +92,10 @@ def load_sequences(specs: Sequence[dict], base_dir: str | Path | None = None) ->
 
 def count_depth_samples(seq) -> int:
     """Samples of ``seq`` whose target has ground-truth depth, found without reading images:
-    KITTI (a proj_depth file), bag (a depth message at the image's stamp); 0 for other readers."""
+    KITTI (a proj_depth file), bag (a depth message at the image's stamp, or a ``cloud_topic``
+    scan within ``cloud_tolerance_s``); 0 for other readers."""
     if isinstance(seq, KittiSequence):
         return sum(bool(seq.drive.has_gt(seq.frame_of(i))) for i in range(len(seq)))
     if isinstance(seq, BagSequence):
-        depth = getattr(seq, '_depth_raw', {})
-        return sum(seq._stamps[seq._item(i)[0]] in depth for i in range(len(seq)))
+        return sum(seq.has_gt(seq._item(i)[0]) for i in range(len(seq)))
     return 0

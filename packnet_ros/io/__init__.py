@@ -6,6 +6,7 @@ Modules (import from them directly; this package imports nothing on its own):
   recordings with the ``mcap`` stream reader;
 * :mod:`.kitti`: one KITTI raw drive folder (images, calibration, OXTS, projected LiDAR);
 * :mod:`.camera_yaml`: camera intrinsics / distortion YAML files and undistortion maps;
+* :mod:`.transforms`: static transforms (``/tf_static``) as a tree of rigid transforms;
 * :mod:`.sequence`: training-sequence base (:class:`~.sequence.FrameSequence`), the
   :class:`~.sequence.Sample` every reader yields, context selection;
 * :mod:`.kitti_sequence`, :mod:`.bag_sequence`, :mod:`.video`: training sequences of a

@@ -1,5 +1,6 @@
 """Training sequence of a rosbag2 recording (:class:`BagSequence`): camera images with their
-CameraInfo (or a camera YAML), odometry speed and optional ground-truth depth."""
+CameraInfo (or a camera YAML), odometry speed and optional ground-truth depth (a depth image
+topic, or LiDAR PointCloud2 scans projected into the camera with the bag's ``/tf_static``)."""
 from __future__ import annotations
 
 import operator
@@ -10,18 +11,25 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ..completion.sparse import project_to_depth
 from ..geometry import intrinsics_from_camera_info
 from ..imageproc import COLOR_ENCODINGS, ImageFormatError
 from ..msgdata import NS_PER_S, decode_image_msg, depth_msg_to_meters, header_ns, image_msg_to_rgb, speed_from_odometry
 from ..odometry import SpeedTrack
+from ..pointcloud import cloud_msg_to_arrays
 from .bag import BagMessage, bag_topics, iter_messages
 from .camera_yaml import CameraIntrinsics, has_distortion, load_camera_yaml, undistort_maps
 from .sequence import DataError, FrameSequence
-from .stamps import StampIndex
+from .stamps import StampIndex, nearest
+from .transforms import StaticTransforms, frame_name
 
 __all__ = ['BagSequence']
 
 _COMPRESSED = 'sensor_msgs/msg/CompressedImage'
+_CLOUD = 'sensor_msgs/msg/PointCloud2'
+TF_STATIC = '/tf_static'
+"""Topic of the static transforms (``tf2_msgs/TFMessage``) that place ``cloud_topic`` scans
+in the camera frame."""
 
 
 @dataclass
@@ -38,6 +46,7 @@ class _BagImage:
     is_bigendian: bool
     data: np.ndarray          # undecoded buffer (raw pixels or the compressed file)
     info: int = -1            # index into BagSequence._infos; -2: unusable CameraInfo
+    frame_id: str = ''        # header.frame_id: the camera's optical frame (tf name, no leading "/")
 
 
 @dataclass
@@ -50,6 +59,28 @@ class _BagCameraInfo:
     height: int
     raw: CameraIntrinsics | None   # set when the images must be undistorted
     R: np.ndarray | None
+    R_rect: np.ndarray | None = None   # CameraInfo R when not identity: camera optical frame -> rectified frame
+
+
+@dataclass
+class _BagCloud:
+    """One LiDAR scan of ``cloud_topic``: its finite points in its own frame."""
+
+    stamp_ns: int
+    frame_id: str             # header.frame_id (tf name, no leading "/")
+    points: np.ndarray        # (N, 3) float32 x, y, z in metres, frame ``frame_id``
+
+
+def _rectification(r) -> np.ndarray | None:
+    """A CameraInfo's R (row-major 9) as (3, 3) when it is a rotation other than identity,
+    else None (all zeros = unset, as uncalibrated drivers publish)."""
+    R = np.asarray(r, dtype=np.float64).reshape(-1)
+    if R.size != 9 or not np.any(R):
+        return None
+    R = R.reshape(3, 3)
+    if np.allclose(R, np.eye(3), atol=1e-12) or np.abs(R.T @ R - np.eye(3)).max() > 1e-3:
+        return None
+    return R
 
 
 def _buffer(msg) -> np.ndarray:
@@ -72,6 +103,19 @@ class BagSequence(FrameSequence):
             Missing topic: ``speed=None`` and a warning.
         depth_topic: optional ground-truth depth image topic (32FC1 m / 16UC1 mm) paired by
             exact stamp.
+        cloud_topic: optional ``sensor_msgs/PointCloud2`` LiDAR topic (float32 x, y, z in
+            metres in the cloud's ``header.frame_id``), the other source of ground-truth depth
+            (not together with ``depth_topic``). Each image gets the scan nearest to its stamp
+            within ``cloud_tolerance_s`` (seconds, default 0.05; ``cloud_pairing`` counts exact
+            / nearest / none over the targets). The scan is moved into the camera's optical
+            frame (the image's ``header.frame_id``: x right, y down, z forward) with the chain
+            of static transforms on ``/tf_static`` (``T_camera_lidar``; then the CameraInfo's R
+            when it is not identity, the rectified frame), and projected with the sample's K at
+            the image's size: depth = z in metres, the nearest return per pixel, NaN where no
+            return lands (:func:`packnet_ros.completion.sparse.project_to_depth`, KITTI's
+            ``proj_depth`` convention). All returns are kept (no range limit). Targets without
+            a scan within the tolerance have ``gt_depth=None`` (counted in a warning); scans
+            without float32 x, y, z fields are left out (warning).
         context_offsets / context_dt_s / tolerance_s: see :class:`FrameSequence`.
         max_speed_gap_s: odometry may be at most this far from an image stamp (and neighbouring
             odometry samples at most twice this apart) for the speed to count.
@@ -87,7 +131,10 @@ class BagSequence(FrameSequence):
 
     Raises:
         DataError: no bag, an unreadable bag, no image topic or no messages on it, an image
-            topic of another type, or no CameraInfo (and no ``intrinsics``).
+            topic of another type, or no CameraInfo (and no ``intrinsics``); with
+            ``cloud_topic``: no such topic, a topic of another type, ``depth_topic`` given too,
+            an image or scan without ``header.frame_id``, or no ``/tf_static`` chain between a
+            scan's frame and the camera frame (the message names both frames).
         ValueError: ``every`` < 1, bad context offsets.
     """
 
@@ -98,21 +145,35 @@ class BagSequence(FrameSequence):
                  depth_topic: str | None = None, context_offsets: Sequence[int] = (-1, 1),
                  context_dt_s: Sequence[float] | None = None, tolerance_s: float | None = None,
                  max_speed_gap_s: float = 0.2, every: int = 1, rectify: bool | None = None,
-                 intrinsics: str | Path | CameraIntrinsics | None = None):
+                 intrinsics: str | Path | CameraIntrinsics | None = None, cloud_topic: str | None = None,
+                 cloud_tolerance_s: float = 0.05):
         super().__init__(context_offsets, context_dt_s, tolerance_s)
         if operator.index(every) < 1:
             raise ValueError(f'every must be >= 1, got {every}')
         self.path = Path(bag_path)
         self.image_topic, self.camera_info_topic, self.odom_topic = image_topic, camera_info_topic, odom_topic
         self.depth_topic = depth_topic
+        self.cloud_topic = cloud_topic or None
+        self.cloud_tolerance_s = float(cloud_tolerance_s)
+        if not (self.cloud_tolerance_s >= 0 and np.isfinite(self.cloud_tolerance_s)):
+            raise ValueError(f'cloud_tolerance_s must be finite seconds >= 0, got {cloud_tolerance_s!r}')
+        if self.cloud_topic and depth_topic:
+            raise DataError(f'{bag_path}: give depth_topic ({depth_topic}) or cloud_topic ({cloud_topic}) as the '
+                            f'ground-truth depth, not both')
         self.max_speed_gap_s = float(max_speed_gap_s)
         self.k_pairing = {'exact': 0, 'latest': 0, 'first': 0, 'yaml': 0}
+        self.cloud_pairing = {'exact': 0, 'nearest': 0, 'none': 0}
         if not self.path.exists():
             raise DataError(f'no bag at {self.path}')
         want = self._topics_to_read(with_camera_info=intrinsics is None)
         if isinstance(intrinsics, (str, Path)):
             intrinsics = load_camera_yaml(intrinsics)
         self._depth_raw: dict[int, _BagImage] = {}
+        self._clouds: list[_BagCloud] = []
+        self._cloud_of: dict[int, int] = {}          # frame position -> index into _clouds
+        self._T_cam_cloud: dict[tuple[str, str], np.ndarray] = {}
+        self._tf = StaticTransforms()
+        self._bad_clouds: list[str] = []
         self._track = SpeedTrack(max_samples=10 ** 9)
         images, infos = self._read_messages(want, every)
         self._infos: list[_BagCameraInfo] = []
@@ -123,7 +184,11 @@ class BagSequence(FrameSequence):
         self._images = self._usable_images(images)
         self._stamps = [img.stamp_ns for img in self._images]
         self._maps: dict[int, tuple] = {}
+        if self.cloud_topic:
+            self._pair_clouds()
         self._build(range(len(self._images)))
+        if self.cloud_topic:
+            self._report_cloud_pairing()
 
     # -- loading
     def _topics_to_read(self, with_camera_info: bool) -> list[str]:
@@ -158,6 +223,17 @@ class BagSequence(FrameSequence):
             want.append(self.depth_topic)
         elif self.depth_topic:
             self.warnings.append(f'no depth topic {self.depth_topic}: gt_depth is None')
+        if self.cloud_topic:
+            if self.cloud_topic not in topics:
+                clouds = sorted(t for t, ty in topics.items() if ty == _CLOUD)
+                raise DataError(f'{self.path}: no cloud_topic {self.cloud_topic} (PointCloud2 topics: '
+                                f'{clouds or "none"}; all topics: {sorted(topics)})')
+            if topics[self.cloud_topic] != _CLOUD:
+                raise DataError(f'{self.path}: cloud_topic {self.cloud_topic} is {topics[self.cloud_topic]}, '
+                                f'expected {_CLOUD} (a depth image goes in depth_topic)')
+            want.append(self.cloud_topic)
+            if TF_STATIC in topics:
+                want.append(TF_STATIC)
         return want
 
     def _read_messages(self, want: list[str], every: int) -> tuple[list[_BagImage], list[tuple[int, object]]]:
@@ -185,6 +261,13 @@ class BagSequence(FrameSequence):
                 elif m.topic == self.depth_topic:
                     stamp = self._stamp_or_log(m)
                     self._depth_raw[stamp] = self._raw_image(stamp, m)
+                elif m.topic == self.cloud_topic:
+                    self._add_cloud(m)
+                elif m.topic == TF_STATIC:
+                    try:
+                        self._tf.add_message(m.msg)
+                    except (AttributeError, ValueError) as e:
+                        self.warnings.append(f'unusable transform on {TF_STATIC} ignored: {e}')
         except DataError:
             raise
         except Exception as e:
@@ -209,7 +292,19 @@ class BagSequence(FrameSequence):
         """Undecoded record of a ``sensor_msgs/Image`` message."""
         msg = m.msg
         return _BagImage(stamp_ns, m.msgtype, int(msg.height), int(msg.width), msg.encoding, int(msg.step),
-                         bool(msg.is_bigendian), _buffer(msg))
+                         bool(msg.is_bigendian), _buffer(msg), frame_id=frame_name(msg.header.frame_id))
+
+    def _add_cloud(self, m: BagMessage) -> None:
+        """Keep the finite x, y, z of one ``cloud_topic`` scan (an unusable one is noted)."""
+        stamp = self._stamp_or_log(m)
+        try:
+            xyz, _ = cloud_msg_to_arrays(m.msg)
+        except ValueError as e:
+            self._bad_clouds.append(f'stamp {stamp}: {e}')
+            return
+        xyz = xyz.reshape(-1, 3)
+        xyz = np.ascontiguousarray(xyz[np.all(np.isfinite(xyz), axis=1)], dtype=np.float32)
+        self._clouds.append(_BagCloud(stamp, frame_name(m.msg.header.frame_id), xyz))
 
     def _image_record(self, m: BagMessage) -> _BagImage | None:
         """Validated undecoded record of an image message, or None (skipped and reported).
@@ -225,7 +320,8 @@ class BagSequence(FrameSequence):
             if bgr is None:
                 self.skipped.append((self._src(stamp), f'undecodable CompressedImage (format {msg.format!r})'))
                 return None
-            return _BagImage(stamp, m.msgtype, bgr.shape[0], bgr.shape[1], msg.format, 0, False, data)
+            return _BagImage(stamp, m.msgtype, bgr.shape[0], bgr.shape[1], msg.format, 0, False, data,
+                             frame_id=frame_name(msg.header.frame_id))
         if m.msgtype != 'sensor_msgs/msg/Image':
             raise DataError(f'{self.path}: {m.topic} is {m.msgtype}, expected sensor_msgs/msg/Image or '
                             f'CompressedImage')
@@ -331,6 +427,7 @@ class BagSequence(FrameSequence):
         K_rect = intrinsics_from_camera_info(msg.k, msg.p)   # P[:, :3] when set, else K
         D = np.asarray(msg.d, dtype=np.float64)
         w, h = int(msg.width), int(msg.height)
+        R_rect = _rectification(msg.r)
         if self._decide_rectify(D, image_topic, rectify):
             model = msg.distortion_model or 'plumb_bob'
             if model not in ('plumb_bob', 'rational_polynomial', 'equidistant'):
@@ -340,14 +437,101 @@ class BagSequence(FrameSequence):
                 raise ValueError('CameraInfo has no width/height; cannot build undistortion maps')
             K_raw = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
             R = np.asarray(msg.r, dtype=np.float64).reshape(3, 3)
-            return _BagCameraInfo(0, K_rect, w, h, CameraIntrinsics(K_raw, D, w, h, model), R if np.any(R) else None)
-        return _BagCameraInfo(0, K_rect, w, h, None, None)
+            return _BagCameraInfo(0, K_rect, w, h, CameraIntrinsics(K_raw, D, w, h, model), R if np.any(R) else None,
+                                  R_rect)
+        return _BagCameraInfo(0, K_rect, w, h, None, None, R_rect)
 
     def _info_from_yaml(self, cam: CameraIntrinsics, image_topic: str, rectify: bool | None) -> _BagCameraInfo:
         """Camera model of a camera YAML (:func:`load_camera_yaml`)."""
         if self._decide_rectify(cam.D, image_topic, rectify):
             return _BagCameraInfo(0, cam.K.copy(), cam.width, cam.height, cam, None)
         return _BagCameraInfo(0, cam.K.copy(), cam.width, cam.height, None, None)
+
+    # -- LiDAR scans (cloud_topic)
+    def _pair_clouds(self) -> None:
+        """Pair every image with the scan nearest to its stamp within ``cloud_tolerance_s``,
+        look up ``T_camera_lidar`` for every (camera frame, scan frame) that occurs, drop the
+        scans no image uses.
+
+        Raises:
+            DataError: an image or scan without frame_id, or no /tf_static chain between them.
+        """
+        if self._bad_clouds:
+            self.warnings.append(f'{len(self._bad_clouds)} scans on {self.cloud_topic} are unusable and left out '
+                                 f'(first: {self._bad_clouds[0]})')
+        if not self._clouds:
+            self.warnings.append(f'{self.cloud_topic} has no usable PointCloud2 messages: gt_depth is None')
+            return
+        self._clouds.sort(key=lambda c: c.stamp_ns)
+        stamps = [c.stamp_ns for c in self._clouds]
+        tol_ns = int(round(self.cloud_tolerance_s * NS_PER_S))
+        used: dict[int, int] = {}
+        for j, img in enumerate(self._images):
+            k = nearest(stamps, img.stamp_ns, tol_ns)
+            if k is None:
+                continue
+            if k not in used:
+                used[k] = len(used)
+            self._cloud_of[j] = used[k]
+            self._transform_for(img.frame_id, self._clouds[k].frame_id)
+        self._clouds = [self._clouds[k] for k in used]   # used[k] = position in insertion order
+
+    def _transform_for(self, camera_frame: str, cloud_frame: str) -> np.ndarray:
+        """``T_camera_lidar`` (4x4, metres) from the bag's /tf_static, cached.
+
+        Raises:
+            DataError: an empty frame id, or no chain of static transforms between the frames.
+        """
+        key = (camera_frame, cloud_frame)
+        if key in self._T_cam_cloud:
+            return self._T_cam_cloud[key]
+        if not camera_frame or not cloud_frame:
+            which = (f'the images on {self.image_topic}' if not camera_frame else f'the scans on {self.cloud_topic}')
+            raise DataError(f'{self.path}: {which} have no header.frame_id: the LiDAR scans cannot be placed '
+                            f'in the camera (image frame "{camera_frame}", scan frame "{cloud_frame}")')
+        try:
+            T = self._tf.lookup(camera_frame, cloud_frame)
+        except LookupError:
+            known = ', '.join(self._tf.frames) or f'none: the bag has no transforms on {TF_STATIC}'
+            raise DataError(f'{self.path}: no transform from LiDAR frame "{cloud_frame}" ({self.cloud_topic}) to '
+                            f'camera frame "{camera_frame}" ({self.image_topic} header.frame_id) in {TF_STATIC} '
+                            f'(frames known: {known}); record the static transforms with the bag '
+                            f'(ros2 bag record {TF_STATIC} ...)') from None
+        self._T_cam_cloud[key] = T
+        return T
+
+    def _report_cloud_pairing(self) -> None:
+        """Count exact / nearest / no scan over the targets; warn about targets without one."""
+        for t, _ in self._items:
+            k = self._cloud_of.get(t)
+            if k is None:
+                self.cloud_pairing['none'] += 1
+            elif self._clouds[k].stamp_ns == self._stamps[t]:
+                self.cloud_pairing['exact'] += 1
+            else:
+                self.cloud_pairing['nearest'] += 1
+        if self.cloud_pairing['none'] and self._clouds:
+            self.warnings.append(f'{self.cloud_pairing["none"]} of {len(self._items)} targets have no scan on '
+                                 f'{self.cloud_topic} within {self.cloud_tolerance_s * 1e3:.0f} ms: no LiDAR depth '
+                                 f'for them (gt_depth None)')
+
+    def _cloud_depth(self, j: int, k: int) -> np.ndarray:
+        """Scan ``k`` projected into image ``j``: (H, W) float32 z in metres, NaN = no return."""
+        img, cloud = self._images[j], self._clouds[k]
+        T = self._T_cam_cloud[(img.frame_id, cloud.frame_id)]
+        R, t = T[:3, :3], T[:3, 3]
+        R_rect = self._infos[img.info].R_rect
+        if R_rect is not None:  # camera optical frame -> rectified frame of the (rectified) image
+            R, t = R_rect @ R, R_rect @ t
+        points = cloud.points.astype(np.float64) @ R.T + t
+        depth = project_to_depth(points, self._K(j), (img.height, img.width))
+        depth[depth == 0] = np.nan
+        return depth
+
+    def has_gt(self, j: int) -> bool:
+        """Whether frame position ``j`` has ground-truth depth (a depth image at its stamp, or
+        a scan within ``cloud_tolerance_s``), without decoding anything."""
+        return self._stamps[j] in self._depth_raw or j in self._cloud_of
 
     # -- access
     @property
@@ -381,6 +565,9 @@ class BagSequence(FrameSequence):
         return self._track.speed_at(self._stamps[j], int(self.max_speed_gap_s * NS_PER_S))
 
     def _gt(self, j: int) -> np.ndarray | None:
+        k = self._cloud_of.get(j)
+        if k is not None:
+            return self._cloud_depth(j, k)
         rec = self._depth_raw.get(self._stamps[j])
         return None if rec is None else depth_msg_to_meters(rec)
 
@@ -395,6 +582,11 @@ class BagSequence(FrameSequence):
 
     def describe(self) -> str:
         pairing = ', '.join(f'{k} {v}' for k, v in self.k_pairing.items() if v)
-        return super().describe() + f'\n  K pairing: {pairing or "-"}; odometry samples: {len(self._track)}'
+        text = super().describe() + f'\n  K pairing: {pairing or "-"}; odometry samples: {len(self._track)}'
+        if self.cloud_topic:
+            clouds = ', '.join(f'{k} {v}' for k, v in self.cloud_pairing.items() if v)
+            text += (f'\n  LiDAR {self.cloud_topic} (tolerance {self.cloud_tolerance_s * 1e3:.0f} ms) per target: '
+                     f'{clouds or "-"}')
+        return text
 
 
