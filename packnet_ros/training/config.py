@@ -50,7 +50,14 @@ class LossConfig(SfmLossConfig):
     ``silog_variance_focus`` is SILog's lambda (BTS: 0.85). ``sid_loss`` ('ordinal' =
     DORN's ordinal loss on ordinal logits, 'cross_entropy' = per-pixel cross-entropy on
     classification logits) is the LiDAR loss of a SID ``model.depth_net`` (and sets its head's
-    logits mode); other networks ignore it."""
+    logits mode); other networks ignore it.
+
+    ``teacher`` ('' = off) adds distillation from a frozen depth teacher in every mode:
+    loss = objective + ``teacher_weight`` x SSI(student inverse depth, teacher inverse
+    depth) (:mod:`packnet_ros.training.teacher`). It is weights syntax (``selfsup``, a
+    ``.ckpt`` ...; relative to the config file) or an ``.onnx`` depth model, whose output
+    ``teacher_output`` names ('depth', 'inverse_depth' or 'relative'; required for ONNX,
+    known for package weights)."""
 
     scale_alignment_step: int = 0
     scale_alignment_distill_steps: int = 60
@@ -59,6 +66,9 @@ class LossConfig(SfmLossConfig):
     lidar_weight: float = 1.0
     silog_variance_focus: float = 0.85
     sid_loss: str = 'ordinal'  # SID heads: 'ordinal' | 'cross_entropy'
+    teacher: str = ''  # distillation teacher: weights syntax or a .onnx file ('' = no teacher)
+    teacher_output: str = ''  # ONNX teacher's output: 'depth' | 'inverse_depth' | 'relative'
+    teacher_weight: float = 1.0  # weight of the teacher SSI term
 
 
 @dataclass
@@ -336,7 +346,24 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
     if not cfg.data.train:
         raise ValueError(f'{path}: data.train lists no sequences')
     _check_choices(cfg, str(path))
+    _check_teacher(cfg, str(path))
     return cfg
+
+
+def _check_teacher(cfg: TrainConfig, where: str) -> None:
+    """``loss.teacher*``: the output kind, the weight, and that the teacher exists (not loaded here)."""
+    from .teacher import TEACHER_OUTPUTS, check_teacher
+    c = cfg.loss
+    if c.teacher_output not in ('',) + TEACHER_OUTPUTS:
+        raise ValueError(f'{where}: loss.teacher_output is {c.teacher_output!r}, expected one of '
+                         f'{", ".join(TEACHER_OUTPUTS)}')
+    if not (math.isfinite(c.teacher_weight) and c.teacher_weight >= 0.0):
+        raise ValueError(f'{where}: loss.teacher_weight is {c.teacher_weight!r}, expected a number >= 0')
+    if c.teacher:
+        try:
+            check_teacher(c.teacher, c.teacher_output, cfg.base_dir)
+        except ValueError as exc:
+            raise ValueError(f'{where}: {exc}') from None
 
 
 def _check_choices(cfg: TrainConfig, where: str) -> None:

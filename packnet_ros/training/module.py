@@ -34,8 +34,10 @@ from ..networks import (
     canonical_depth_model_name,
     depth_output_kind,
 )
+from ..networks.sid import sid_depth
 from ..weights import resolve_weights
 from .config import TrainConfig
+from .teacher import Teacher, TeacherError, load_teacher, student_inverse_depth, teacher_ssi_loss
 
 
 class SfmModel(nn.Module):
@@ -129,6 +131,13 @@ class SfmLightningModule(L.LightningModule):
     * SID: ``loss.sid_loss`` (:data:`SID_LOSSES`) on its logits (B,2K,H,W) ordinal or
       (B,K,H,W) classification, at the LiDAR's resolution.
 
+    With ``loss.teacher`` (every mode and network) the loss gains ``loss.teacher_weight`` x
+    'teacher_ssi' (:func:`packnet_ros.training.teacher.teacher_ssi_loss`): the frozen
+    teacher (:attr:`teacher`) runs on the un-jittered target image ('rgb_original'), and
+    the student's inverse depth -- PackNet: the ``loss.num_scales`` scales the photometric
+    loss uses, averaged; BTS: 1 / its depth; SID: 1 / the soft-decoded depth of its logits --
+    is aligned to the teacher's per image by the SSI loss. Batches without LiDAR get it too.
+
     Batches (from :class:`packnet_ros.data.SfmDataset`): 'rgb' (B,3,H,W), 'rgb_context'
     list of N (B,3,H,W), 'intrinsics' (B,3,3), 'expected_translation' (B,N) metres (NaN =
     no speed), 'depth' (B,1,H,W) ground truth or NaN.
@@ -148,7 +157,7 @@ class SfmLightningModule(L.LightningModule):
         pose = build_pose_net(cfg.model.pose_net or 'PoseNet', nb_ref_imgs=2) if self.head is None else None
         if cfg.model.init_checkpoint:  # weights syntax (packnet_ros.weights); paths relative to the config
             text = cfg.model.init_checkpoint
-            if text != 'default' and not text.startswith('untrained'):
+            if text not in ('default', 'selfsup') and not text.startswith('untrained'):
                 text = str(cfg.resolve(text))
             ckpt = resolve_weights(text, with_pose=pose is not None).checkpoint
             depth.load_state_dict(ckpt.depth_net.state_dict())
@@ -165,6 +174,17 @@ class SfmLightningModule(L.LightningModule):
         self.last_val_metrics: dict = {}
         self._t_start = time.time()
         self.scale_alignment: dict = {}
+        self.teacher: Teacher | None = None
+        """The frozen distillation teacher of ``loss.teacher`` (None = off). A plain attribute,
+        not a child module: never trained, saved, put in train mode or wrapped by DDP."""
+        if cfg.loss.teacher:
+            try:
+                self.teacher = load_teacher(cfg.loss.teacher, cfg.loss.teacher_output, cfg.base_dir,
+                                            threads=int(cfg.trainer.threads))
+            except TeacherError:
+                raise
+            except ValueError as exc:  # any other bad value: name the key
+                raise TeacherError(f'loss.teacher {cfg.loss.teacher!r}: {exc}') from None
 
     # -- forward -------------------------------------------------------------------------
     def forward(self, rgb: torch.Tensor):
@@ -187,13 +207,42 @@ class SfmLightningModule(L.LightningModule):
         The networks see the augmented images ('rgb', 'rgb_context'); the photometric loss
         compares the un-jittered ones ('rgb_original', 'rgb_context_original'), as
         packnet-sfm's SelfSupModel does.
+
+        With a teacher (``loss.teacher``), 'loss' is that objective + ``loss.teacher_weight``
+        x 'teacher_ssi' (added to the dict; see :meth:`_teacher_term`).
         """
+        student: list[torch.Tensor] = []
+        out = self._objective(batch, student)
+        if self.teacher is not None:
+            term = self._teacher_term(student, batch)
+            out = {**out, 'loss': out['loss'] + float(self.loss_cfg.teacher_weight) * term, 'teacher_ssi': term}
+        return out
+
+    def _teacher_term(self, student: list[torch.Tensor], batch: dict) -> torch.Tensor:
+        """SSI of the student's inverse depth against the teacher's on one batch.
+
+        Args:
+            student: the student's inverse-depth scales, 1/m, finest first (each (B,1,h,w)).
+            batch: needs 'rgb' (B,3,H,W) in [0, 1]; the teacher sees 'rgb_original' (the
+                un-jittered image) when present.
+
+        Returns:
+            Scalar float32 tensor (:func:`~packnet_ros.training.teacher.teacher_ssi_loss`).
+        """
+        assert self.teacher is not None
+        target = self.teacher.disparity(batch.get('rgb_original', batch['rgb']))
+        return teacher_ssi_loss(student, target)
+
+    def _objective(self, batch: dict, student: list[torch.Tensor]) -> dict:
+        """The objective of ``loss.mode`` (:meth:`compute_loss` without the teacher); appends
+        the student's inverse-depth scales the teacher term compares (1/m) to ``student``."""
         rgb = batch['rgb']
         if self.head is not None:
-            return self._head_loss(rgb, batch['depth'])
+            return self._head_loss(rgb, batch['depth'], student if self.teacher is not None else None)
         inv_depths = self.model.depth_net(rgb)
         if isinstance(inv_depths, torch.Tensor):
             inv_depths = [inv_depths]
+        student.extend(inv_depths[:max(1, int(self.loss_cfg.num_scales))])
         if self.mode == 'supervised':
             return self._supervised_loss(inv_depths, batch['depth'])
         contexts = list(batch['rgb_context'])
@@ -238,12 +287,15 @@ class SfmLightningModule(L.LightningModule):
         del out['self_supervised']
         return out
 
-    def _head_loss(self, rgb: torch.Tensor, lidar: torch.Tensor) -> dict:
+    def _head_loss(self, rgb: torch.Tensor, lidar: torch.Tensor, student: list | None = None) -> dict:
         """The supervised loss of a BTS / SID head on one batch.
 
         Args:
             rgb: (B,3,H,W) images in [0, 1].
             lidar: (B,1,H,W) projected LiDAR depth, metres; NaN or 0 = no return.
+            student: if given, receives the head's inverse depth (B,1,H,W), 1/m, for the
+                teacher term (BTS: 1 / depth; SID: 1 / the soft-decoded depth of the logits,
+                differentiable, at the logits' resolution).
 
         Returns:
             dict: 'loss' (scalar float32), 'supervised' (the unweighted term, 0 without
@@ -255,11 +307,15 @@ class SfmLightningModule(L.LightningModule):
         net = self.model.depth_net
         if not isinstance(net, SIDNet):
             depth = net(rgb)
+            if student is not None:
+                student.append(student_inverse_depth(depth))
             return self._depth_supervised_loss([depth.float()], [depth], lidar)
         logits = net.logits(rgb)
         if tuple(logits.shape[-2:]) != tuple(lidar.shape[-2:]):
             logits = nn.functional.interpolate(logits, size=tuple(lidar.shape[-2:]), mode='bilinear',
                                                align_corners=False)
+        if student is not None:
+            student.append(student_inverse_depth(sid_depth(logits, net.head.bins, net.head.mode, 'soft')))
         gt = lidar.to(device=logits.device, dtype=torch.float32)
         lidar_images = (torch.isfinite(gt) & (gt > 0)).flatten(1).any(1).float().sum()
         if int(lidar_images) == 0:
