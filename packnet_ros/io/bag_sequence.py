@@ -74,10 +74,10 @@ class _BagCloud:
 def _rectification(r) -> np.ndarray | None:
     """A CameraInfo's R (row-major 9) as (3, 3) when it is a rotation other than identity,
     else None (all zeros = unset, as uncalibrated drivers publish)."""
-    R = np.asarray(r, dtype=np.float64).reshape(-1)
-    if R.size != 9 or not np.any(R):
+    flat = np.asarray(r, dtype=np.float64).reshape(-1)
+    if flat.size != 9 or not np.any(flat):
         return None
-    R = R.reshape(3, 3)
+    R = flat.reshape(3, 3)
     if np.allclose(R, np.eye(3), atol=1e-12) or np.abs(R.T @ R - np.eye(3)).max() > 1e-3:
         return None
     return R
