@@ -29,7 +29,7 @@ def _cfg(tmp_path, **over):
         'data': {'train': [{'type': 'kitti', 'path': str(KITTI_DRIVE), 'context_offsets': [],
                             'with_speed': False}],
                  'batch_size': 2, 'num_workers': 0, 'augment': False, 'heldout': [str(TRAFFIC)]},
-        'trainer': {'max_epochs': 1, 'max_steps': 2, 'precision': 'fp32', 'log_every_n_steps': 1, 'threads': 2},
+        'trainer': {'max_epochs': 1, 'max_steps': 2, 'precision': '32', 'log_every_n_steps': 1, 'threads': 2},
         'ship_path': str(tmp_path / 'shipped.ckpt'),
     }
     for k, v in over.items():
