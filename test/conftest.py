@@ -60,3 +60,26 @@ def one_intra_op_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def with_overrides(cfg: dict, over: dict) -> dict:
+    """``cfg`` with dotted-key overrides applied in place (``{'loss.mode': 'supervised'}``);
+    missing intermediate mappings are created. Returns ``cfg``."""
+    for key, value in over.items():
+        node = cfg
+        *path, last = key.split('.')
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return cfg
+
+
+def load_train_config(tmp_path: Path, cfg: dict, **over):
+    """Write ``cfg`` (with :func:`with_overrides`) to ``tmp_path/cfg.yaml`` and load it as a
+    training config (every key type-checked, as ``packnet-ros train`` does)."""
+    import yaml
+
+    from packnet_ros.training.config import load_config
+    path = tmp_path / 'cfg.yaml'
+    path.write_text(yaml.safe_dump(with_overrides(cfg, over)))
+    return load_config(path)

@@ -14,7 +14,7 @@ import yaml
 from torch import nn
 from torch.nn import functional as F
 
-from conftest import KITTI_DRIVE, ROOT
+from conftest import KITTI_DRIVE, ROOT, load_train_config, with_overrides
 from packnet_ros.training.config import load_config
 from packnet_ros.training.teacher import (
     OnnxTeacher,
@@ -78,19 +78,11 @@ def _cfg_dict(**over) -> dict:
         'trainer': {'max_epochs': 2, 'max_steps': 2, 'precision': '32-true', 'log_every_n_steps': 1,
                     'threads': 1},
     }
-    for k, v in over.items():
-        node = cfg
-        *path, last = k.split('.')
-        for p in path:
-            node = node.setdefault(p, {})
-        node[last] = v
-    return cfg
+    return with_overrides(cfg, over)
 
 
 def _config(tmp_path, **over):
-    path = tmp_path / 'cfg.yaml'
-    path.write_text(yaml.safe_dump(_cfg_dict(**over)))
-    return load_config(path)
+    return load_train_config(tmp_path, _cfg_dict(**over))
 
 
 @pytest.fixture(scope='module')

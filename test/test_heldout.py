@@ -8,9 +8,8 @@ import dataclasses
 
 import pytest
 import torch
-import yaml
 
-from conftest import DATA, KITTI_DRIVE, ROOT
+from conftest import DATA, KITTI_DRIVE, ROOT, load_train_config
 from packnet_ros.checkpoint import save_checkpoint
 from packnet_ros.io.kitti_sequence import KittiSequence
 from packnet_ros.training.config import load_config
@@ -32,15 +31,7 @@ def _cfg(tmp_path, **over):
         'trainer': {'max_epochs': 1, 'max_steps': 2, 'precision': '32', 'log_every_n_steps': 1, 'threads': 2},
         'ship_path': str(tmp_path / 'shipped.ckpt'),
     }
-    for k, v in over.items():
-        node = cfg
-        *path, last = k.split('.')
-        for p in path:
-            node = node.setdefault(p, {})
-        node[last] = v
-    path = tmp_path / 'cfg.yaml'
-    path.write_text(yaml.safe_dump(cfg))
-    return load_config(path)
+    return load_train_config(tmp_path, cfg, **over)
 
 
 def test_target_only_samples_have_no_contexts_and_need_the_supervised_mode(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import KITTI_DRIVE, ROOT
+from conftest import KITTI_DRIVE, ROOT, load_train_config
 from packnet_ros.checkpoint import load_checkpoint
 from packnet_ros.inference import DepthEstimator
 from packnet_ros.losses import sid_cross_entropy_loss, sid_ordinal_loss, silog_loss
@@ -40,15 +40,7 @@ def _config(tmp_path, head: str, **over):
         'trainer': {'max_epochs': 2, 'max_steps': 2, 'precision': '32-true', 'log_every_n_steps': 1,
                     'threads': 1},
     }
-    for k, v in over.items():
-        node = cfg
-        *path, last = k.split('.')
-        for p in path:
-            node = node.setdefault(p, {})
-        node[last] = v
-    path = tmp_path / 'cfg.yaml'
-    path.write_text(yaml.safe_dump(cfg))
-    return load_config(path)
+    return load_train_config(tmp_path, cfg, **over)
 
 
 def _module(cfg) -> SfmLightningModule:

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import KITTI_DRIVE, ROOT
+from conftest import KITTI_DRIVE, ROOT, load_train_config, with_overrides
 from packnet_ros.checkpoint import load_checkpoint
 from packnet_ros.inference import DepthEstimator
 from packnet_ros.training.config import load_config
@@ -30,19 +30,11 @@ def _cfg_dict(**over) -> dict:
         'trainer': {'max_epochs': 2, 'max_steps': 2, 'precision': 'auto', 'log_every_n_steps': 1,
                     'threads': 2},
     }
-    for k, v in over.items():
-        node = cfg
-        *path, last = k.split('.')
-        for p in path:
-            node = node.setdefault(p, {})
-        node[last] = v
-    return cfg
+    return with_overrides(cfg, over)
 
 
 def _config(tmp_path, **over):
-    path = tmp_path / 'cfg.yaml'
-    path.write_text(yaml.safe_dump(_cfg_dict(**over)))
-    return load_config(path)
+    return load_train_config(tmp_path, _cfg_dict(**over))
 
 
 def test_loss_mode_keys_load_with_defaults_and_are_checked(tmp_path):

@@ -341,7 +341,6 @@ def sparse_scans_from_bag(bag: str | Path, topic: str, msgtype: str, camera_fram
             out.append(SparseScan(header_ns(m.msg), depth=np.nan_to_num(depth, nan=0.0)))
     elif msgtype == 'sensor_msgs/msg/PointCloud2':
         tree = None if extrinsics is not None else StaticTransforms.from_bag(bag, tf_topic, issues)
-        cache: dict[str, np.ndarray | None] = {}
         for m in read_messages_safely(bag, [topic], issues):
             cloud = m.msg
             t = header_ns(cloud)
@@ -350,12 +349,7 @@ def sparse_scans_from_bag(bag: str | Path, topic: str, msgtype: str, camera_fram
                 T = np.asarray(extrinsics, dtype=np.float64)
             else:
                 frame = _frame(cloud.header.frame_id)
-                if frame not in cache:
-                    try:
-                        cache[frame] = tree.lookup(camera_frame, frame)
-                    except LookupError:
-                        cache[frame] = None
-                T = cache[frame]
+                T = tree.lookup_or_none(camera_frame, frame)
                 if T is None:
                     issues.add(f'sparse cloud without a transform: no chain from "{frame}" to camera frame '
                                f'"{camera_frame}" in {tf_topic} (frames known: {", ".join(tree.frames) or "none"})',

@@ -179,7 +179,6 @@ def lidar_ground_truth(bag: str | Path, topics, issues: Issues, image_shape: tup
                    f'{topics.camera_info})')
         return []
     tree = None if lidar_extrinsics is not None else StaticTransforms.from_bag(bag, topics.tf_static, issues)
-    cache: dict[str, np.ndarray | None] = {}
     frames: list[DepthFrame] = []
     for m in read_messages_safely(bag, [topics.cloud_gt], issues):
         cloud = m.msg
@@ -188,12 +187,7 @@ def lidar_ground_truth(bag: str | Path, topics, issues: Issues, image_shape: tup
             T = np.asarray(lidar_extrinsics, dtype=np.float64)
         else:
             lidar_frame = _frame(cloud.header.frame_id)
-            if lidar_frame not in cache:
-                try:
-                    cache[lidar_frame] = tree.lookup(camera_frame, lidar_frame)
-                except LookupError:
-                    cache[lidar_frame] = None
-            T = cache[lidar_frame]
+            T = tree.lookup_or_none(camera_frame, lidar_frame)
             if T is None:
                 known = ', '.join(tree.frames) or 'none'
                 issues.add(f'LiDAR cloud without a transform: no chain from "{lidar_frame or "(empty frame_id)"}" '

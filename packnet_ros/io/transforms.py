@@ -73,6 +73,7 @@ class StaticTransforms:
 
     def __init__(self):
         self._edges: dict[str, dict[str, np.ndarray]] = {}  # a -> {b: T_a_b}
+        self._found: dict[tuple[str, str], np.ndarray | None] = {}  # lookup_or_none's answers
 
     @property
     def frames(self) -> list[str]:
@@ -90,6 +91,7 @@ class StaticTransforms:
             raise ValueError(f'transform {parent} -> {child} must be 4x4, got {T.shape}')
         self._edges.setdefault(parent, {})[child] = T
         self._edges.setdefault(child, {})[parent] = invert_transform(T)
+        self._found.clear()
 
     def add_message(self, msg) -> int:
         """Add every transform of a ``tf2_msgs/TFMessage``; returns how many.
@@ -127,3 +129,15 @@ class StaticTransforms:
                         queue.append(b)
         known = ', '.join(self.frames) or 'none'
         raise LookupError(f'no transform between "{source}" and "{target}" (frames known: {known})')
+
+    def lookup_or_none(self, target: str, source: str) -> np.ndarray | None:
+        """:meth:`lookup`, remembered per (target, source) until the next :meth:`add`; None
+        when the two frames are not connected (for loops over many messages of one frame)."""
+        key = (frame_name(target), frame_name(source))
+        if key not in self._found:
+            try:
+                self._found[key] = self.lookup(*key)
+            except LookupError:
+                self._found[key] = None
+        return self._found[key]
+
