@@ -524,3 +524,56 @@ def test_dataset_unknown_speed_and_no_depth_collate(drive, vseq):
     assert torch.isfinite(b['expected_translation']).all() and b['speed'].shape == (2,)
     assert b['idx'].tolist() == [0, 1] and len(b['source']) == 2
     assert math.isfinite(float(b['expected_translation'][0, 0]))
+
+
+def test_zoom_window_keeps_the_principal_point():
+    from packnet_ros.data.dataset import zoom_window
+    K = np.array([[721.5, 0, 609.6], [0, 721.5, 172.9], [0, 0, 1]])
+    assert zoom_window(K, 1242, 375, 1.0) == (0, 0, 1242, 375)
+    x0, y0, w, h = zoom_window(K, 1242, 375, 2.0)
+    assert (w, h) == (621, 188)  # round(1242 / 2), round(375 / 2)
+    # the principal point keeps its relative position: (cx - x0) / w == cx / W within a pixel
+    assert abs((609.6 - x0) / w * 1242 - 609.6) < 2.0 and abs((172.9 - y0) / h * 375 - 172.9) < 2.0
+    with pytest.raises(ValueError, match='zoom'):
+        zoom_window(K, 1242, 375, 0.5)
+    with pytest.raises(ValueError, match='zoom'):
+        SfmDataset([], (96, 320), zoom=(0.8, 1.2))
+
+
+def test_zoom_is_the_same_camera_looking_at_a_scaled_scene(kseq):
+    """A zoomed item is exact pinhole geometry: every LiDAR point of the unzoomed item with its
+    depth divided by s (lateral and vertical position kept) projected with the zoomed item's K
+    lands on a pixel where the zoomed GT depth reads that depth; K keeps the unzoomed focal
+    length; translation and speed are unknown (NaN)."""
+    shape = (96, 320)
+    plain = SfmDataset([kseq], shape, augment=False, depth_resize='preserve')[2]
+    ds = SfmDataset([kseq], shape, augment=True, flip_prob=0.0, jitter=None, depth_resize='preserve',
+                    zoom=(1.6, 1.6), zoom_prob=1.0)
+    item = ds[2]
+    s = float(item['zoom'])
+    assert abs(s - 1.6) < 0.01
+    K0, K1 = plain['intrinsics'].numpy(), item['intrinsics'].numpy()
+    assert abs(K1[0, 0] - K0[0, 0]) < 1e-3 and abs(K1[1, 1] - K0[1, 1]) / K0[1, 1] < 0.01
+    assert abs(K1[0, 2] - K0[0, 2]) < 1.0 and abs(K1[1, 2] - K0[1, 2]) < 1.0
+    assert torch.isfinite(plain['speed']) and torch.isfinite(plain['expected_translation']).all()
+    assert torch.isnan(item['speed']) and torch.isnan(item['expected_translation']).all()
+
+    # LiDAR points of the full frame (camera frame, metres), depth divided by s
+    sample = kseq[2]
+    gt = np.asarray(sample.gt_depth, dtype=np.float64)
+    v, u = np.nonzero(gt > 0)
+    z = gt[v, u]
+    Kf = np.asarray(sample.K, dtype=np.float64)
+    X = np.stack([(u - Kf[0, 2]) * z / Kf[0, 0], (v - Kf[1, 2]) * z / Kf[1, 1], z / s], 1)
+    # projected through the zoomed item's camera
+    pu = K1[0, 0] * X[:, 0] / X[:, 2] + K1[0, 2]
+    pv = K1[1, 1] * X[:, 1] / X[:, 2] + K1[1, 2]
+    inside = (pu >= 0) & (pu < shape[1] - 1) & (pv >= 0) & (pv < shape[0] - 1)
+    assert inside.sum() > 1000
+    depth = item['depth'][0].numpy()
+    ui, vi = np.round(pu[inside]).astype(int), np.round(pv[inside]).astype(int)
+    hit = depth[vi, ui]
+    ok = np.isfinite(hit) & (hit > 0)
+    assert ok.mean() > 0.4  # many points share a 320x96 pixel: the scatter keeps one (0.70 unzoomed)
+    rel = np.abs(hit[ok] - X[inside, 2][ok]) / X[inside, 2][ok]
+    assert np.median(rel) < 0.01  # same pixel, the scaled depth

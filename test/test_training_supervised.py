@@ -53,7 +53,14 @@ def test_loss_mode_keys_load_with_defaults_and_are_checked(tmp_path):
             ('loss.lidar_weight', 'heavy', "loss.lidar_weight is 'heavy' (str), expected float"),
             ('loss.lidar_weight', -1, 'loss.lidar_weight is -1.0, expected a number >= 0'),
             ('loss.mode', ['supervised'], "loss.mode is ['supervised'] (list), expected str"),
-            ('data.depth_resize', 'cubic', "data.depth_resize is 'cubic', expected one of nearest, preserve")]:
+            ('data.depth_resize', 'cubic', "data.depth_resize is 'cubic', expected one of nearest, preserve"),
+            ('data.zoom', [0.5, 2.0], 'data.zoom is [0.5, 2.0], expected [s_min, s_max] with 1 <= s_min <= s_max '
+                                      '([1, 1] = no zoom)'),
+            ('data.zoom', [1.0, 2.0], 'data.zoom [1.0, 2.0] needs loss.mode: supervised (a zoomed item is the '
+                                      'scene with its depth divided by the factor; the motion to the context '
+                                      'frames is not rigid in it, so photometric losses cannot use it); set '
+                                      'data.zoom: [1, 1]'),
+            ('data.zoom_prob', 2.0, 'data.zoom_prob is 2.0, expected a number in [0, 1]')]:
         path.write_text(yaml.safe_dump(_cfg_dict(**{key: value})))
         with pytest.raises(ValueError) as exc:
             load_config(path)

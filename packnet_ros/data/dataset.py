@@ -14,6 +14,19 @@ colour jitter, to tensor):
 4. train mode: colour jitter (brightness, contrast, saturation, hue) with one set of random
    factors for the target and all its contexts (:func:`apply_color_jitter`).
 
+Optional depth-consistent zoom (``zoom=(s_min, s_max)``, train mode, before step 1): with
+probability ``zoom_prob`` the target, its contexts and its GT depth are cropped to a window
+``1/s`` of the image around the principal point (:func:`zoom_window`) and resized to the
+network input as usual. The result is presented as the *same* camera (the focal length of the
+unzoomed item) looking at a scene whose depth is divided by ``s``: GT depth is divided by ``s``.
+This is exact pinhole geometry (``u = cx + s f X / Z = cx + f X / (Z / s)``): lateral and
+vertical positions stay, so the ground plane stays at the camera's height, and every object
+comes ``s`` times nearer. It teaches a network without intrinsics input that objects which look
+``s`` times larger are ``s`` times nearer (trucks and vans filling the image, which a few frames
+of an open road never show). The camera motion between target and contexts is not a rigid motion
+of that squashed scene, so zoomed items carry NaN ``expected_translation`` and ``speed``; use zoom
+with depth supervision only (the training config refuses it with photometric losses).
+
 Note: packnet-sfm itself flips (``flip_lr_prob``) inside the model, only around the depth
 network (flip the input, flip the predicted inverse depth back), so its photometric loss
 never sees flipped images. Flipping the whole sample here (monodepth2 style) is equivalent
@@ -39,7 +52,7 @@ from ..geometry import scale_intrinsics
 from ..imageproc import resize_rgb
 
 __all__ = ['SfmDataset', 'ColorJitter', 'sample_color_jitter', 'apply_color_jitter', 'flip_intrinsics',
-           'resize_depth_nearest', 'resize_depth_preserve']
+           'resize_depth_nearest', 'resize_depth_preserve', 'zoom_window']
 
 
 # ---------------------------------------------------------------------------------------- geometry
@@ -80,6 +93,29 @@ def resize_depth_preserve(depth: np.ndarray, height: int, width: int) -> np.ndar
     ok = (vv < height) & (uu < width)
     out[vv[ok], uu[ok]] = depth[v[ok], u[ok]]
     return out
+
+
+def zoom_window(K: np.ndarray, width: int, height: int, zoom: float) -> tuple[int, int, int, int]:
+    """Integer crop window ``(x0, y0, w, h)`` that zooms an image by ``zoom`` about its
+    principal point: ``w = round(width / zoom)``, ``h = round(height / zoom)``, placed so that
+    the principal point keeps its relative position (``x0 = cx (1 - w / width)``), clipped
+    to the image.
+
+    Args:
+        K: (3, 3) intrinsics of the full image (pixels).
+        width, height: full image size (pixels).
+        zoom: factor >= 1 (1 = the whole image).
+
+    Raises:
+        ValueError: ``zoom < 1`` or not finite.
+    """
+    if not math.isfinite(zoom) or zoom < 1.0:
+        raise ValueError(f'zoom must be a finite factor >= 1, got {zoom}')
+    w = max(1, min(width, int(round(width / zoom))))
+    h = max(1, min(height, int(round(height / zoom))))
+    x0 = int(round(float(K[0, 2]) * (1.0 - w / width)))
+    y0 = int(round(float(K[1, 2]) * (1.0 - h / height)))
+    return min(max(x0, 0), width - w), min(max(y0, 0), height - h), w, h
 
 
 # ---------------------------------------------------------------------------------------- colour jitter
@@ -171,6 +207,9 @@ class SfmDataset(Dataset):
         seed: base of the per-item random generator.
         depth_resize: ``'nearest'`` (default) or ``'preserve'`` (packnet-sfm's scatter that keeps
             every LiDAR point).
+        zoom: ``(s_min, s_max)`` range of the depth-consistent zoom factor (module docstring),
+            ``s_min >= 1``; None or (1, 1) = off. Train mode only.
+        zoom_prob: probability that an item is zoomed (factor uniform in the range).
 
     Items (dict; default ``torch.utils.data.default_collate`` batches them):
         ``rgb`` (3, H, W) float32 in [0, 1]; ``rgb_context`` list of N (3, H, W);
@@ -178,6 +217,8 @@ class SfmDataset(Dataset):
         ``intrinsics`` (3, 3) float32 for (H, W) (and the flip);
         ``expected_translation`` (N,) float32 metres, NaN when unknown;
         ``speed`` () float32 m/s, NaN when unknown; ``context_dt`` (N,) float32 seconds;
+        ``zoom`` () float32, the zoom factor applied (1 = none; depth is already divided by it,
+        translation and speed are NaN);
         ``depth`` (1, H, W) float32 metres, all NaN when the sample has no GT;
         ``has_depth`` bool; ``flipped`` bool; ``idx`` int (dataset index); ``source`` str;
         ``stamp_ns`` int64.
@@ -185,7 +226,8 @@ class SfmDataset(Dataset):
 
     def __init__(self, sequences: Sequence, image_shape: tuple[int, int] = (192, 640), augment: bool = False,
                  flip_prob: float = 0.5, jitter: Sequence[float] | None = (0.2, 0.2, 0.2, 0.05),
-                 repeat: int = 1, seed: int = 0, depth_resize: str = 'nearest'):
+                 repeat: int = 1, seed: int = 0, depth_resize: str = 'nearest',
+                 zoom: Sequence[float] | None = None, zoom_prob: float = 0.5):
         H, W = (int(v) for v in image_shape)
         if H <= 0 or W <= 0 or H % 32 or W % 32:
             raise ValueError(f'image_shape must be positive multiples of 32 (PackNet downsamples 5 times), '
@@ -194,6 +236,15 @@ class SfmDataset(Dataset):
             raise ValueError(f'repeat must be >= 1, got {repeat}')
         if depth_resize not in ('nearest', 'preserve'):
             raise ValueError(f"depth_resize must be 'nearest' or 'preserve', got {depth_resize!r}")
+        if zoom is not None:
+            if len(zoom) != 2 or not all(math.isfinite(float(z)) for z in zoom) \
+                    or not 1.0 <= float(zoom[0]) <= float(zoom[1]):
+                raise ValueError(f'zoom must be [s_min, s_max] with 1 <= s_min <= s_max, got {zoom!r}')
+            zoom = (float(zoom[0]), float(zoom[1]))
+            if zoom == (1.0, 1.0):
+                zoom = None
+        if not 0.0 <= float(zoom_prob) <= 1.0:
+            raise ValueError(f'zoom_prob must be in [0, 1], got {zoom_prob}')
         if jitter is not None and len(jitter) != 4:
             raise ValueError(f'jitter must be (brightness, contrast, saturation, hue), got {jitter!r}')
         self.sequences = list(sequences)
@@ -205,6 +256,8 @@ class SfmDataset(Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.depth_resize = depth_resize
+        self.zoom = zoom
+        self.zoom_prob = float(zoom_prob)
         self._cum = np.cumsum([0] + [len(s) for s in self.sequences]).tolist()
         n_ctx = {len(getattr(s, 'context_dts', [])) for s in self.sequences if len(s)}
         if len(n_ctx) > 1:
@@ -237,22 +290,44 @@ class SfmDataset(Dataset):
         s, j = self.locate(idx)
         sample = self.sequences[s][j]
         H, W = self.image_shape
-        h0, w0 = sample.target.shape[:2]
-        target = resize_rgb(sample.target, H, W)
-        contexts = [resize_rgb(c, H, W) for c in sample.contexts]
-        K = scale_intrinsics(sample.K, W / w0, H / h0)
-        depth = None
-        if sample.gt_depth is not None:
-            fn = resize_depth_nearest if self.depth_resize == 'nearest' else resize_depth_preserve
-            depth = fn(np.asarray(sample.gt_depth, dtype=np.float32), H, W)
 
         flipped = False
         jitter = None
+        zoom = 1.0
         if self.augment:
             rng = np.random.default_rng((self.seed, self.epoch, idx))
             flipped = bool(rng.random() < self.flip_prob)
             if self.jitter is not None:
                 jitter = sample_color_jitter(rng, *self.jitter)
+            if self.zoom is not None and rng.random() < self.zoom_prob:
+                zoom = float(rng.uniform(*self.zoom))
+
+        src_target, src_contexts, src_depth, src_K = sample.target, sample.contexts, sample.gt_depth, sample.K
+        h0, w0 = src_target.shape[:2]
+        if zoom != 1.0:
+            x0, y0, cw, ch = zoom_window(src_K, w0, h0, zoom)
+            crop = (slice(y0, y0 + ch), slice(x0, x0 + cw))
+            src_target = src_target[crop]
+            src_contexts = [c[crop] for c in src_contexts]
+            src_depth = None if src_depth is None else src_depth[crop]
+            src_K = np.array(src_K, dtype=np.float64, copy=True)
+            src_K[0, 2] -= x0
+            src_K[1, 2] -= y0
+            zoom = w0 / cw  # the exact factor of the integer window
+            h0, w0 = ch, cw
+        target = resize_rgb(src_target, H, W)
+        contexts = [resize_rgb(c, H, W) for c in src_contexts]
+        K = scale_intrinsics(src_K, W / w0, H / h0)
+        if zoom != 1.0:  # same camera, scene depth divided by zoom
+            K[0, 0] /= zoom
+            K[1, 1] /= zoom
+        depth = None
+        if src_depth is not None:
+            fn = resize_depth_nearest if self.depth_resize == 'nearest' else resize_depth_preserve
+            depth = fn(np.asarray(src_depth, dtype=np.float32), H, W)
+            if zoom != 1.0:
+                depth = depth / np.float32(zoom)
+
         if flipped:
             target = np.ascontiguousarray(target[:, ::-1])
             contexts = [np.ascontiguousarray(c[:, ::-1]) for c in contexts]
@@ -266,14 +341,17 @@ class SfmDataset(Dataset):
 
         n = len(sample.contexts)
         et = sample.expected_translation
+        et = [math.nan] * n if et is None or zoom != 1.0 else et
+        speed = math.nan if sample.speed is None or zoom != 1.0 else sample.speed
         return {
             'rgb': _to_tensor(target),
             'rgb_context': [_to_tensor(c) for c in contexts],
             'rgb_original': _to_tensor(originals[0]),
             'rgb_context_original': [_to_tensor(c) for c in originals[1]],
             'intrinsics': torch.as_tensor(K, dtype=torch.float32),
-            'expected_translation': torch.tensor(et if et is not None else [math.nan] * n, dtype=torch.float32),
-            'speed': torch.tensor(math.nan if sample.speed is None else sample.speed, dtype=torch.float32),
+            'expected_translation': torch.tensor(et, dtype=torch.float32),
+            'speed': torch.tensor(speed, dtype=torch.float32),
+            'zoom': torch.tensor(zoom, dtype=torch.float32),
             'context_dt': torch.tensor(sample.context_dt, dtype=torch.float32),
             'depth': (torch.from_numpy(depth).unsqueeze(0) if depth is not None
                       else torch.full((1, H, W), math.nan, dtype=torch.float32)),

@@ -89,7 +89,11 @@ class DataConfig:
     ``heldout``: KITTI drive folders (with ``proj_depth``) that no ``train``/``val`` source may
     read; after training the model and untrained weights of the same network are scored on
     every frame of each (:mod:`packnet_ros.training.heldout`), and ``ship_path`` is not
-    written when the model is no better than untrained weights (median-scaled abs_rel)."""
+    written when the model is no better than untrained weights (median-scaled abs_rel).
+
+    ``zoom`` / ``zoom_prob``: depth-consistent zoom augmentation of the training items (crop about
+    the principal point, GT depth divided by the factor; ``loss.mode: supervised`` only; see
+    :mod:`packnet_ros.data.dataset`)."""
 
     train: list = field(default_factory=list)
     val: list = field(default_factory=list)
@@ -100,6 +104,8 @@ class DataConfig:
     val_every_n_epochs: int = 1
     depth_resize: str = 'nearest'  # training LiDAR targets: 'nearest' or 'preserve' (keeps every point)
     heldout: list = field(default_factory=list)  # KITTI drives scored after training, never trained on
+    zoom: list = field(default_factory=lambda: [1.0, 1.0])  # depth-consistent zoom range [s_min, s_max]; [1, 1] = off
+    zoom_prob: float = 0.5  # probability that a training item is zoomed
 
 
 @dataclass
@@ -376,6 +382,16 @@ def _check_choices(cfg: TrainConfig, where: str) -> None:
     for key, value, allowed in choices:
         if value not in allowed:
             raise ValueError(f'{where}: {key} is {value!r}, expected one of {", ".join(allowed)}')
+    z = cfg.data.zoom
+    if len(z) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in z) or not 1 <= z[0] <= z[1]:
+        raise ValueError(f'{where}: data.zoom is {z!r}, expected [s_min, s_max] with 1 <= s_min <= s_max '
+                         f'([1, 1] = no zoom)')
+    if z[1] > 1 and cfg.loss.mode != 'supervised':
+        raise ValueError(f'{where}: data.zoom {z!r} needs loss.mode: supervised (a zoomed item is the '
+                         f'scene with its depth divided by the factor; the motion to the context frames is '
+                         f'not rigid in it, so photometric losses cannot use it); set data.zoom: [1, 1]')
+    if not 0.0 <= cfg.data.zoom_prob <= 1.0:
+        raise ValueError(f'{where}: data.zoom_prob is {cfg.data.zoom_prob!r}, expected a number in [0, 1]')
     if not cfg.loss.lidar_weight >= 0.0:
         raise ValueError(f'{where}: loss.lidar_weight is {cfg.loss.lidar_weight!r}, expected a number >= 0')
     if not 0.0 <= cfg.loss.silog_variance_focus <= 1.0:

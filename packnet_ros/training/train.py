@@ -43,7 +43,7 @@ def build_data(cfg: TrainConfig):
     train_seqs = load_sequences(cfg.data.train, cfg.base_dir)
     val_seqs = load_sequences(cfg.data.val, cfg.base_dir) if cfg.data.val else []
     train = SfmDataset(train_seqs, shape, augment=cfg.data.augment, repeat=cfg.data.repeat, seed=cfg.seed,
-                       depth_resize=cfg.data.depth_resize)
+                       depth_resize=cfg.data.depth_resize, zoom=cfg.data.zoom, zoom_prob=cfg.data.zoom_prob)
     val = SfmDataset(val_seqs, shape, augment=False) if val_seqs else None
     summary = {
         'train': [s.describe() for s in train_seqs],
