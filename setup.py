@@ -15,7 +15,7 @@ setup(
     description='Monocular metric depth (PackNet) for ROS 2: node, training, evaluation',
     license='MIT',
     packages=find_packages(include=[PACKAGE, PACKAGE + '.*']),
-    package_data={PACKAGE: ['models/*.ckpt', 'models/*.md']},
+    package_data={PACKAGE: ['models/*.ckpt', 'models/*.md', 'models/*.jpg']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),

@@ -22,7 +22,9 @@ import os
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -43,6 +45,10 @@ OPENVINO_AUTO_ENV = 'PACKNET_ROS_OPENVINO_AUTO'
 that its numbers do not depend on a timing)."""
 AUTO_MAX_REL_DIFF = 0.01
 """``auto`` takes OpenVINO only within this mean relative depth difference of fp32."""
+AUTO_CHECK_IMAGE = Path(__file__).resolve().parent / 'models' / 'auto_check_kitti.jpg'
+"""The real street image (KITTI 2011_09_26_drive_0023 frame 3, 640x192, CC BY-NC-SA 4.0) on
+which ``precision: auto`` and ``backend: auto`` compare a path with the fp32 module; resized to
+the network input. Random noise is not what the networks see, and their bf16 error differs on it."""
 AUTO_ROUNDS = 3
 """Interleaved timed calls per backend in ``auto``'s measurement (after one warm-up call)."""
 
@@ -129,7 +135,12 @@ class DepthEstimator:
         depth_net: PackNet depth network (eval mode is set here).
         spec: what it is (input shape, name); see :class:`packnet_ros.checkpoint.ModelSpec`.
         device: "auto", "cpu", "cuda", "cuda:N".
-        precision: "auto", "fp32", "bf16", "fp16" (see :func:`resolve_precision`).
+        precision: "auto", "fp32", "bf16", "fp16" (see :func:`resolve_precision`). On a CPU,
+            "auto" resolves to bf16 only when the chosen backend's bf16 output on a fixed
+            input is within AUTO_MAX_REL_DIFF (1 %) mean relative depth difference of the fp32
+            module; otherwise it stays fp32 (some CPUs' bf16 kernels, e.g. oneDNN's AMX ones on
+            PackNet01's folded packing layers, measured 2.6 %: issue 14). ``precision`` names
+            the outcome and ``precision_reason`` says why.
         backend: "fast" (exact folded packing layers), "eager" (the module as is),
             "compile" (fast + torch.compile), "openvino" (the folded network compiled by
             OpenVINO for the CPU, fp32/bf16; cached on disk), "auto": "fast", except on a CPU
@@ -156,6 +167,8 @@ class DepthEstimator:
         self.spec = spec or ModelSpec()
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
+        self.precision_reason = f'precision {precision} asked for' if precision != 'auto' else \
+            f'auto = {self.precision} on {self.device.type}'
         self.dtype = _DTYPES[self.precision]
         shape = tuple(int(v) for v in (input_shape or self.spec.image_shape))
         if len(shape) != 2 or shape[0] % 32 or shape[1] % 32 or min(shape) <= 0:
@@ -183,6 +196,45 @@ class DepthEstimator:
             self.backend, self.net = self._choose_auto()
         else:
             self.backend = backend
+            self.net = self.prepare(self.source_net)
+        if precision == 'auto' and self.device.type == 'cpu' and self.precision == 'bf16':
+            self._check_auto_bf16(backend)
+
+    def _auto_input(self) -> torch.Tensor:
+        """The fixed (1, 3, h, w) input in [0, 1] of the ``auto`` checks: :data:`AUTO_CHECK_IMAGE`
+        resized to the network input (seeded uniform noise if the file is missing)."""
+        bgr = cv2.imread(str(AUTO_CHECK_IMAGE), cv2.IMREAD_COLOR)
+        if bgr is None:
+            log.warning('%s missing: auto checks run on noise', AUTO_CHECK_IMAGE)
+            return torch.rand(1, 3, *self.input_shape, generator=torch.Generator().manual_seed(0))
+        return self.preprocess(np.ascontiguousarray(bgr[:, :, ::-1]))[0]
+
+    def _as_depth(self, out: torch.Tensor) -> torch.Tensor:
+        return inv_to_depth(out) if self.output_kind == 'inv_depth' else out
+
+    def _check_auto_bf16(self, backend: str) -> None:
+        """``precision: auto`` on a CPU with native bf16: keep bf16 only when the chosen
+        network's output on :meth:`_auto_input` is within AUTO_MAX_REL_DIFF mean relative depth
+        difference of the fp32 eager module; else rebuild the network in fp32 (same backend
+        request) and log a warning. Sets ``precision_reason`` and
+        ``backend_timings_ms['bf16_rel_diff']``."""
+        x = self._auto_input()
+        ref = self._as_depth(self._infer_with(self.source_net, x, False, torch.float32))
+        rel = float(((self._as_depth(self._infer_with(self.net, x, False)) - ref).abs() / ref).mean())
+        self.backend_timings_ms['bf16_rel_diff'] = rel
+        if rel <= AUTO_MAX_REL_DIFF:
+            self.precision_reason = (f'auto = bf16 (native bf16 CPU; {self.backend} bf16 within '
+                                     f'{100 * rel:.2f} % of fp32)')
+            return
+        self.precision, self.dtype = 'fp32', torch.float32
+        self.precision_reason = (f'auto = fp32: {self.backend} bf16 is {100 * rel:.2f} % off fp32 on this CPU '
+                                 f'(> {100 * AUTO_MAX_REL_DIFF:.0f} %)')
+        log.warning('%s %s: %s', self.spec.label, 'x'.join(map(str, self.input_shape)), self.precision_reason)
+        if self.output_kind != 'inv_depth' and backend in ('auto', 'fast'):
+            self.net = self.prepare(self.source_net)
+        elif backend == 'auto':
+            self.backend, self.net = self._choose_auto()
+        else:
             self.net = self.prepare(self.source_net)
 
     def prepare(self, net: torch.nn.Module, cache: bool = True) -> torch.nn.Module:
@@ -212,7 +264,7 @@ class DepthEstimator:
                                        input_shape=self.input_shape)
         except Exception as exc:  # noqa: BLE001 - any failure of the optional backend falls back
             return self._chosen('fast', fast, f'auto = fast (openvino failed: {type(exc).__name__}: {exc})')
-        x = torch.rand(1, 3, *self.input_shape, generator=torch.Generator().manual_seed(0))
+        x = self._auto_input()
         with torch.inference_mode():
             ref_net = fast if self.dtype == torch.float32 else \
                 prepare_for_inference(self.source_net, self.device, torch.float32, 'fast')

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from conftest import FIXTURES, fill_reference_params
-from packnet_ros.checkpoint import SELFSUP_CHECKPOINT, load_checkpoint
-from packnet_ros.inference import cpu_supports_fast_bf16
+from packnet_ros.checkpoint import SELFSUP_CHECKPOINT, ModelSpec, load_checkpoint
+from packnet_ros.inference import DepthEstimator, cpu_supports_fast_bf16
 from packnet_ros.networks import PackNet01, PackNetSlim01
 from packnet_ros.networks.fast import FoldedPackLayer, fold_pack_layers, prepare_for_inference
 from packnet_ros.networks.flops import conv_flops
@@ -63,18 +63,54 @@ def _bf16_fast(net, rgb):
 
 
 @pytest.mark.skipif(not cpu_supports_fast_bf16(), reason='no native bf16 on this CPU')
-@pytest.mark.parametrize('cls', [PackNet01, PackNetSlim01])
-def test_bf16_fast_path_depth_within_one_percent(cls, rgb):
-    """Networks with packnet-sfm's initialisation, on the fixture's real KITTI frame.
+def test_bf16_fast_path_depth_within_one_percent(rgb):
+    """PackNetSlim01 (the shipped `selfsup` network) with packnet-sfm's initialisation, on the
+    fixture's real KITTI frame: 0.49 % on an Intel Xeon with AMX, 0.5-0.6 % on AMD EPYC
+    (AVX-512 bf16). PackNet01's raw bf16 fast path is NOT within 1 % on every CPU (2.5-2.6 % with
+    oneDNN's AMX kernels, issue 14; 0.9 % on AMD): for it the guarantee is what ``precision:
+    auto`` publishes, next test.
 
     Not with the fixture's parameters: they make an ill-conditioned network (1e-3 of input
     noise moves its depth by ~3 % on average, rounding only the input to bf16 by 0.6-2 %),
     which measures those parameters, not the fast path."""
     torch.manual_seed(0)
-    net = cls(version='1A').eval()
+    net = PackNetSlim01(version='1A').eval()
     with torch.inference_mode():
         rel = _mean_rel_depth(_bf16_fast(net, rgb), net(rgb))
     assert rel <= 0.01, rel
+
+
+@pytest.mark.skipif(not cpu_supports_fast_bf16(), reason='no native bf16 on this CPU')
+@pytest.mark.parametrize('cls', [PackNet01, PackNetSlim01])
+def test_auto_precision_publishes_within_one_percent(cls, rgb):
+    """``precision: auto`` keeps bf16 only where its start-up check on a real street image finds
+    the chosen path within 1 % of fp32; on the fixture's KITTI frame what it runs is then within
+    1 % (plus margin for the other frame: limit 1.5 %), on any CPU."""
+    torch.manual_seed(0)
+    net = cls(version='1A').eval()
+    est = DepthEstimator(net, ModelSpec(image_shape=(192, 640)), device='cpu', precision='auto', backend='fast')
+    assert est.precision in ('bf16', 'fp32') and 'auto = ' in est.precision_reason
+    assert est.backend_timings_ms['bf16_rel_diff'] >= 0.0
+    with torch.inference_mode():
+        rel = _mean_rel_depth(est.infer(rgb), net(rgb))
+    assert rel <= (0.015 if est.precision == 'bf16' else 1e-4), (est.precision_reason, rel)
+
+
+@pytest.mark.skipif(not cpu_supports_fast_bf16(), reason='no native bf16 on this CPU')
+def test_auto_precision_falls_back_to_fp32_when_bf16_is_off(rgb, monkeypatch):
+    """A CPU whose bf16 kernels are off by more than the limit gets fp32 (simulated by a zero
+    limit: any rounding is then too much)."""
+    import packnet_ros.inference as inference
+    monkeypatch.setattr(inference, 'AUTO_MAX_REL_DIFF', 0.0)
+    torch.manual_seed(0)
+    net = PackNetSlim01(version='1A').eval()
+    est = DepthEstimator(net, ModelSpec(image_shape=(192, 640)), device='cpu', precision='auto', backend='fast')
+    assert est.precision == 'fp32' and est.dtype == torch.float32, est.precision_reason
+    assert 'off fp32' in est.precision_reason
+    with torch.inference_mode():
+        assert _mean_rel_depth(est.infer(rgb), net(rgb)) < 1e-4
+    explicit = DepthEstimator(net, ModelSpec(image_shape=(192, 640)), device='cpu', precision='bf16', backend='fast')
+    assert explicit.precision == 'bf16'  # an explicit request is honoured
 
 
 def test_fold_executes_fewer_operations():

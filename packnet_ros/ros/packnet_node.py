@@ -298,7 +298,8 @@ class PackNetNode(Node):
         self._worker.start()
         est = self.estimator
         self.get_logger().info(
-            f'ready: {est.label} on {est.device} ({est.precision}, {est.backend}), '
+            f'ready: {est.label} on {est.device} ({est.precision}, {est.backend}; {est.precision_reason}; '
+            f'{est.backend_reason}), '
             f'input {est.input_shape[1]}x{est.input_shape[0]}, weights: {self.weights_description}; '
             f'scale source {values["scale_source"]}{", online adaptation ON" if self.online.adapter else ""}'
             + (f'; depth completion {values["completion.method"]} from {self._sparse_topic} '
