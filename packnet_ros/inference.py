@@ -33,7 +33,7 @@ from .checkpoint import Checkpoint, ModelSpec, load_checkpoint
 from .geometry import inv_to_depth, scale_intrinsics
 from .imageproc import resize_rgb, rgb_to_tensor
 from .machine import cpu_supports_fast_bf16
-from .networks import depth_output_kind
+from .networks import depth_output_kind, sparse_guide_of, takes_sparse
 from .networks.fast import BACKENDS, prepare_for_inference
 from .networks.openvino_backend import OpenVINODepthNet
 
@@ -185,6 +185,13 @@ class DepthEstimator:
             raise ValueError(f'backend "openvino" runs fp32 or bf16, not {self.precision}')
         self.source_net = depth_net.float().eval()  # trainable form (saving, adaptation)
         self.output_kind = depth_output_kind(depth_net)
+        self.takes_sparse = takes_sparse(depth_net)
+        """The network has a sparse auxiliary branch: :meth:`run` may pass sparse depth."""
+        self.sparse_guide = sparse_guide_of(depth_net)
+        """'ipbasic' when its branch also reads IP-Basic's completion (:func:`packnet_ros.completion.sparse_network_input`)."""
+        if self.takes_sparse and backend == 'openvino':
+            raise ValueError(f'backend "openvino" exports the monocular network only; {self.spec.label} has a sparse '
+                             f'branch: use backend auto/eager')
         self.backend_reason = f'backend {backend} asked for'
         self.backend_timings_ms: dict[str, float] = {}
         if self.output_kind != 'inv_depth' and backend in ('auto', 'fast'):
@@ -354,26 +361,31 @@ class DepthEstimator:
 
     @torch.inference_mode()
     def _forward(self, net: torch.nn.Module, x: torch.Tensor, flip_pp: bool,
-                 dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 dtype: torch.dtype | None = None, sparse: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(network output (B, 1, h, w) float32 of kind ``output_kind``, confidence
         (B, 1, h, w) float32 in [0, 1] or None). With ``flip_pp`` the mirrored prediction is
         fused in inverse depth (:func:`flip_post_process`; a depth output is inverted for it
-        and back) and the confidences are averaged."""
+        and back) and the confidences are averaged. ``sparse`` (B, C, h, w) metres (networks
+        with a sparse branch) is mirrored with the image."""
         if isinstance(net, OpenVINODepthNet):  # takes float32 NCHW; runs its own precision
             x = x.to(self.device, torch.float32)
         else:
             x = x.to(self.device, dtype or self.dtype).contiguous(memory_format=torch.channels_last)
+        if sparse is not None:
+            sparse = sparse.to(self.device, x.dtype)
         with_conf = getattr(net, 'forward_with_confidence', None)
 
-        def run(inp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        def run(inp: torch.Tensor, sp: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+            args = (inp,) if sp is None else (inp, sp)
             if callable(with_conf):
-                out, conf = with_conf(inp)
+                out, conf = with_conf(*args)
                 return out.float(), conf.float()
-            return net(inp).float(), None
+            return net(*args).float(), None
 
-        out, conf = run(x)
+        out, conf = run(x, sparse)
         if flip_pp:
-            out_f, conf_f = run(x.flip(-1))
+            out_f, conf_f = run(x.flip(-1), None if sparse is None else sparse.flip(-1))
             if self.output_kind == 'depth':
                 out = 1.0 / flip_post_process(1.0 / out, 1.0 / out_f)
             else:
@@ -412,8 +424,21 @@ class DepthEstimator:
             depth = torch.where(depth < min_depth, torch.full_like(depth, float('-inf')), depth)
         return depth[0, 0].cpu().numpy()
 
-    def run(self, rgb: np.ndarray, K: np.ndarray | None = None, flip_pp: bool = False) -> 'Prediction':
+    def run(self, rgb: np.ndarray, K: np.ndarray | None = None, flip_pp: bool = False,
+            sparse: np.ndarray | None = None) -> 'Prediction':
         """Preprocess and run the network (first half of :meth:`predict`).
+
+        Args:
+            rgb: (H, W, 3) uint8 RGB.
+            K: (3, 3) intrinsics at (H, W), or None.
+            flip_pp: fuse the mirrored prediction.
+            sparse: networks with a sparse branch only (:attr:`takes_sparse`): (C, h, w)
+                float32 metres at the network input's resolution (h, w), 0 = no value, as
+                :func:`packnet_ros.completion.sparse_network_input` gives it (C = 1, or 2 with
+                the IP-Basic guide); None = monocular.
+
+        Raises:
+            ValueError: sparse input for a network without a sparse branch, or of the wrong shape.
 
         Returns:
             :class:`Prediction` with the network input ``x`` (1, 3, h, w) on the device, the
@@ -421,9 +446,19 @@ class DepthEstimator:
         """
         t0 = time.perf_counter()
         x, small = self.preprocess(rgb)
+        sp = None
+        if sparse is not None:
+            if not self.takes_sparse:
+                raise ValueError(f'{self.spec.label} has no sparse branch: run it without sparse input')
+            sp_np = np.asarray(sparse, dtype=np.float32)
+            channels = 2 if self.sparse_guide != 'none' else 1
+            if sp_np.shape != (channels, *self.input_shape):
+                raise ValueError(f'sparse input must be ({channels}, {self.input_shape[0]}, {self.input_shape[1]}) '
+                                 f'metres at the network input resolution, got {sp_np.shape}')
+            sp = torch.from_numpy(np.ascontiguousarray(sp_np))[None]
         t1 = time.perf_counter()
         net = self.net  # one reference per frame: weight swaps happen between frames
-        out, conf = self._forward(net, x, flip_pp)
+        out, conf = self._forward(net, x, flip_pp, sparse=sp)
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()

@@ -236,9 +236,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _P('scan.range_max_m', 8.0, float, '~/scan: farther returns are +Inf (REP 117), metres', min=0.0,
        min_exclusive=True),
     # -- depth completion from a LiDAR (packnet_ros.completion.stage) --
-    _P('completion.method', 'none', str, 'none | ipbasic | ipbasic:multiscale: complete the depth from the sparse '
-                                         'input with IP-Basic (monocular where it gives nothing or without input)',
-       choices=('none', 'ipbasic', 'ipbasic:multiscale'), read_only=True),
+    _P('completion.method', 'none', str, 'none | ipbasic | ipbasic:multiscale | learned: complete the depth from the '
+                                         'sparse input with IP-Basic (monocular where it gives nothing or without '
+                                         'input), or (learned) with the checkpoint\'s own sparse branch (a model '
+                                         'trained with model.sparse_branch; monocular without input)',
+       choices=('none', 'ipbasic', 'ipbasic:multiscale', 'learned'), read_only=True),
     _P('completion.topic', '/lidar/points', str, 'Sparse input topic (subscribed only when completion.method is '
                                                  'not none; sensor-data QoS)', pattern=r'\S+',
        pattern_text='a non-empty topic name', read_only=True),

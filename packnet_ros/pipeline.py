@@ -21,7 +21,9 @@ A frame passes through an ordered list of stages, each a small object with a ``n
 
 Where new capabilities go: depth completion from sparse LiDAR input
 (``FrameInput.sparse``) is the ``completion`` stage after ``depth`` (and ``refine``),
-:mod:`packnet_ros.completion.stage`; a head with confidence fills ``frame.confidence`` in ``infer``;
+:mod:`packnet_ros.completion.stage` -- for a network with a sparse branch (method
+``learned``) the stage runs *before* ``infer`` and hands the network its sparse input
+(``FrameState.network_sparse``); a head with confidence fills ``frame.confidence`` in ``infer``;
 refinement is a stage between ``depth`` and ``cloud``; obstacle outputs (scan, ground-free
 cloud) are stages after ``cloud``. A stage is added with :meth:`DepthPipeline.insert_stage`;
 settings that the node may change at runtime live in :class:`PipelineSettings`, which is
@@ -158,6 +160,9 @@ class FrameState:
     scan: LaserScanData | None = None
     obstacles: ObstacleCloud | None = None
     completion: CompletionStatus | None = None
+    network_sparse: np.ndarray | None = None
+    """(C, h, w) float32 metres at the network input's resolution for a network with a sparse
+    branch, filled by the learned ``completion`` stage before ``infer``; None = monocular."""
 
 
 @dataclass
@@ -237,7 +242,8 @@ class InferStage:
         self.estimator = estimator
 
     def __call__(self, frame: FrameState, settings: PipelineSettings) -> None:
-        pred = frame.prediction = self.estimator.run(frame.input.rgb, frame.input.K, settings.flip_pp)
+        pred = frame.prediction = self.estimator.run(frame.input.rgb, frame.input.K, settings.flip_pp,
+                                                     sparse=frame.network_sparse)
         camera = settings.output_resolution == 'camera'
         frame.confidence = self.estimator.confidence_map(pred, pred.rgb.shape[:2] if camera else None)
         frame.timings_ms.update(pred.timings_ms)

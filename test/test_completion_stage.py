@@ -154,7 +154,7 @@ def test_extrinsics_text_forms():
     assert e.startswith("completion.extrinsics: '1 2 3': expected 6 numbers")
     assert validate({'completion.extrinsics': '0 0 0 0 0 0'}) == []
     [e] = validate({'completion.method': 'bts'})
-    assert e == "completion.method: 'bts' is not one of none, ipbasic, ipbasic:multiscale"
+    assert e == "completion.method: 'bts' is not one of none, ipbasic, ipbasic:multiscale, learned"
 
 
 def test_kitti_extrinsics_as_text_move_the_scan_like_the_calibration():

@@ -471,7 +471,7 @@ def _run_sparse(args, sources: list[Source], specs: list[Subsample], settings: E
         result_label,
     )
     from ..evaluation.sources import Issues
-    monocular, completion = {}, {}
+    monocular, completion, learned = {}, {}, {}
     for s in sources:
         _say(f'{s.label}: {s.description}')
         if s.completion is not None:
@@ -483,6 +483,14 @@ def _run_sparse(args, sources: list[Source], specs: list[Subsample], settings: E
              f'{est.input_shape[1]}x{est.input_shape[0]}')
         s.extra['estimator'] = {'network': est.label, 'device': str(est.device), 'precision': est.precision,
                                 'input_shape': [int(v) for v in est.input_shape]}
+        if est.takes_sparse:  # the checkpoint's own sparse branch: the node's "learned" completion stage
+            from ..completion.stage import LEARNED, CompletionSettings, insert_completion
+            insert_completion(pipeline, LEARNED, CompletionSettings(max_staleness_s=settings.stamp_tolerance_s))
+            s.extra['estimator']['completion'] = f'{LEARNED} (sparse branch, guide {est.sparse_guide})'
+            _say(f'{s.label}: learned completion (sparse branch{", IP-Basic guide" if est.sparse_guide != "none" else ""}'
+                 f'): the sparse input is projected at the network input resolution')
+            learned[s.label] = pipeline
+            continue
         monocular[s.label] = pipeline
     issues = Issues()
     if drive is not None:
@@ -500,7 +508,7 @@ def _run_sparse(args, sources: list[Source], specs: list[Subsample], settings: E
                                                                 many)
                    for s in sources for sp in specs}
     run = evaluate_sparse(frames, monocular, completion, specs, settings, samples, issues,
-                          progress=lambda n: (n + 1) % 20 == 0 and _say(f'  {n + 1} frames'))
+                          progress=lambda n: (n + 1) % 20 == 0 and _say(f'  {n + 1} frames'), learned=learned)
     out: list[Source] = []
     for s in sources:
         for sp in specs:
@@ -508,6 +516,10 @@ def _run_sparse(args, sources: list[Source], specs: list[Subsample], settings: E
             st = run.stats[str(sp)]
             sparse = {'subsample': str(sp), 'seed': args.sparse_seed if sp.kind == 'ratio' else None,
                       **st.as_dict(), 'n_heldout_predicted': run.predicted[name], 'coverage': run.coverage(name)}
+            if s.label in learned:
+                sparse['learned'] = True
+                sparse['latency_ms_median'] = run.latency_median_ms(name)
+                sparse['monocular_fallback_frames'] = sum(run.fallbacks.get(name, {}).values())
             out.append(Source(name, s.weights, f'{s.description}; sparse input {sp}', s.topic,
                               {**s.extra, 'sparse': sparse}, s.completion))
     return out, run.results, run

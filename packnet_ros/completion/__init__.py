@@ -88,6 +88,34 @@ def parse_completion(text: str) -> CompletionMethod:
     return CompletionMethod(text, run, desc)
 
 
-__all__ = ['COMPLETION_PREFIX', 'CompletionMethod', 'parse_completion', 'fill_in_fast', 'fill_in_multiscale',
+def sparse_network_input(sparse: np.ndarray, guide: str = 'none') -> np.ndarray:
+    """The sparse input of a depth network with a sparse branch
+    (:mod:`packnet_ros.networks.sparse_branch`) for one frame.
+
+    Args:
+        sparse: (H, W) metres at the network input's resolution, 0 / NaN = no return.
+        guide: the network's ``sparse_guide``: 'none', or 'ipbasic' = add IP-Basic's
+            completion of ``sparse`` (``fill_in_fast``, Gaussian blur, extrapolation to the
+            top: the ``completion:ipbasic`` default) as a second channel.
+
+    Returns:
+        (1, H, W) or (2, H, W) float32 metres, 0 = no value.
+
+    Raises:
+        ValueError: not (H, W), or an unknown guide.
+    """
+    d = np.asarray(sparse, dtype=np.float32)
+    if d.ndim != 2:
+        raise ValueError(f'sparse depth must be (H, W) metres, got {d.shape}')
+    d = np.where(np.isfinite(d) & (d > 0), d, np.float32(0.0)).astype(np.float32)
+    if guide == 'none':
+        return d[None]
+    if guide != 'ipbasic':
+        raise ValueError(f"sparse guide must be 'none' or 'ipbasic', got {guide!r}")
+    dense = fill_in_fast(d, extrapolate=True, blur='gaussian') if d.any() else np.zeros_like(d)
+    return np.stack([d, np.asarray(dense, dtype=np.float32)])
+
+
+__all__ = ['COMPLETION_PREFIX', 'sparse_network_input', 'CompletionMethod', 'parse_completion', 'fill_in_fast', 'fill_in_multiscale',
            'MODES', 'BLURS', 'HDL64E', 'BeamModel', 'Subsample', 'beam_rings', 'elevation_deg',
            'project_to_depth', 'sparse_depth']

@@ -40,13 +40,16 @@ from typing import Any
 
 import numpy as np
 
-from . import COMPLETION_PREFIX, CompletionMethod, parse_completion
+from ..geometry import scale_intrinsics
+from . import COMPLETION_PREFIX, CompletionMethod, parse_completion, sparse_network_input
 from .sparse import project_with_count
 
 DEPTH_MODE_COMPLETION = 'completion'
 DEPTH_MODE_MONOCULAR = 'monocular'
-NODE_METHODS = ('none', 'ipbasic', 'ipbasic:multiscale')
-"""``completion.method`` values of packnet_node (``none`` = no stage)."""
+LEARNED = 'learned'
+NODE_METHODS = ('none', 'ipbasic', 'ipbasic:multiscale', LEARNED)
+"""``completion.method`` values of packnet_node (``none`` = no stage; ``learned`` = the
+checkpoint's own sparse branch, :class:`LearnedCompletionStage`)."""
 
 
 @dataclass
@@ -150,6 +153,52 @@ def resample_sparse(depth: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarr
     return out.reshape(h, w), int(z.size)
 
 
+def sparse_image_at(sparse: SparseInput | None, stamp_ns: int, K: np.ndarray | None, shape: tuple[int, int],
+                    settings: CompletionSettings) -> tuple[np.ndarray | None, CompletionStatus]:
+    """A frame's sparse input as an (h, w) depth image, or None and why the frame falls back.
+
+    Args:
+        sparse: the frame's input (None = none).
+        stamp_ns: the image stamp (staleness check).
+        K: (3, 3) intrinsics of the (h, w) image the points are projected into (None: a
+            cloud cannot be projected).
+        shape: (h, w).
+        settings: the staleness limit.
+
+    Returns:
+        ((h, w) float32 metres, 0 = no value, or None; :class:`CompletionStatus`: mode
+        ``completion`` with the point / pixel counts, or the fallback and its reason).
+    """
+    if sparse is None:
+        return None, _fallback('no sparse input', 'no_input')
+    dt = abs(int(sparse.stamp_ns) - int(stamp_ns)) / 1e9
+    if dt > settings.max_staleness_s:
+        return None, _fallback(f'stale: the nearest sparse input is {dt:.3f} s from the image '
+                               f'(max_staleness_s {settings.max_staleness_s:g})', 'stale')
+    if sparse.problem:
+        return None, _fallback(sparse.problem, sparse.problem_kind or 'input')
+    if sparse.points is not None:
+        if K is None:
+            return None, _fallback('no intrinsics to project the sparse points', 'no_intrinsics')
+        p = np.asarray(sparse.points)
+        if p.ndim != 2 or p.shape[1] < 3:
+            return None, _fallback(f'sparse points must be (N, 3), got {p.shape}', 'input')
+        if not np.isfinite(p[:, :3]).all(axis=1).any():
+            return None, _fallback(f'no finite point in the sparse input ({len(p)} points)', 'empty')
+        img, n = project_with_count(p, K, shape, max_depth=None)
+    elif sparse.depth is not None:
+        d = np.asarray(sparse.depth)
+        if d.ndim != 2 or not d.size:
+            return None, _fallback(f'sparse depth image must be (h, w), got {d.shape}', 'input')
+        img, n = resample_sparse(d, shape)
+    else:
+        return None, _fallback('empty sparse input', 'empty')
+    pixels = int(np.count_nonzero(img))
+    if pixels == 0:
+        return None, _fallback('no sparse return inside the image', 'empty')
+    return img, CompletionStatus(DEPTH_MODE_COMPLETION, sparse_points=n, sparse_pixels=pixels)
+
+
 class CompletionStage:
     """Pipeline stage ``completion``: the frame's sparse input completed by IP-Basic replaces
     the monocular depth where it gives a value (module docstring).
@@ -177,38 +226,8 @@ class CompletionStage:
 
     def sparse_image(self, frame) -> tuple[np.ndarray | None, CompletionStatus]:
         """The frame's sparse input at the depth's resolution, or None and the reason."""
-        cfg = self.settings  # one consistent set for the frame
-        sparse: SparseInput | None = getattr(frame.input, 'sparse', None)
-        if sparse is None:
-            return None, _fallback('no sparse input', 'no_input')
-        dt = abs(int(sparse.stamp_ns) - int(frame.input.stamp_ns)) / 1e9
-        if dt > cfg.max_staleness_s:
-            return None, _fallback(f'stale: the nearest sparse input is {dt:.3f} s from the image '
-                                   f'(max_staleness_s {cfg.max_staleness_s:g})', 'stale')
-        if sparse.problem:
-            return None, _fallback(sparse.problem, sparse.problem_kind or 'input')
-        depth = frame.depth
-        shape = depth.shape
-        if sparse.points is not None:
-            if frame.K is None:
-                return None, _fallback('no intrinsics to project the sparse points', 'no_intrinsics')
-            p = np.asarray(sparse.points)
-            if p.ndim != 2 or p.shape[1] < 3:
-                return None, _fallback(f'sparse points must be (N, 3), got {p.shape}', 'input')
-            if not np.isfinite(p[:, :3]).all(axis=1).any():
-                return None, _fallback(f'no finite point in the sparse input ({len(p)} points)', 'empty')
-            img, n = project_with_count(p, frame.K, shape, max_depth=None)
-        elif sparse.depth is not None:
-            d = np.asarray(sparse.depth)
-            if d.ndim != 2 or not d.size:
-                return None, _fallback(f'sparse depth image must be (h, w), got {d.shape}', 'input')
-            img, n = resample_sparse(d, shape)
-        else:
-            return None, _fallback('empty sparse input', 'empty')
-        pixels = int(np.count_nonzero(img))
-        if pixels == 0:
-            return None, _fallback('no sparse return inside the image', 'empty')
-        return img, CompletionStatus(DEPTH_MODE_COMPLETION, sparse_points=n, sparse_pixels=pixels)
+        return sparse_image_at(getattr(frame.input, 'sparse', None), int(frame.input.stamp_ns), frame.K,
+                               frame.depth.shape, self.settings)
 
     def __call__(self, frame, settings) -> None:
         if frame.depth is None:
@@ -240,12 +259,75 @@ class CompletionStage:
         return statistics.median(self.times_ms) if self.times_ms else float('nan')
 
 
+class LearnedCompletionStage:
+    """Pipeline stage ``completion`` for a depth network with a sparse auxiliary branch
+    (``completion.method: learned``; :mod:`packnet_ros.networks.sparse_branch`).
+
+    Runs **before** ``infer``: projects the frame's sparse input at the network input's
+    resolution (points with the frame's K scaled to it, image_proc's resize convention; a
+    sparse depth image resampled keeping every return), adds the IP-Basic guide channel
+    when the network takes one (:func:`packnet_ros.completion.sparse_network_input`) and
+    leaves it in ``frame.network_sparse`` for ``infer``, which gives it to the network. The
+    whole depth map then comes from the network (``completed_ratio`` 1). Without usable
+    input (the reasons of :class:`CompletionStage`) ``network_sparse`` stays None: the
+    network runs as the plain monocular one and ``frame.completion`` says why.
+
+    Args:
+        estimator: the pipeline's :class:`packnet_ros.inference.DepthEstimator`.
+        settings: runtime settings (:attr:`settings` may be replaced between frames).
+
+    Raises:
+        ValueError: the estimator's network has no sparse branch.
+    """
+
+    name = 'completion'
+
+    def __init__(self, estimator, settings: CompletionSettings | None = None):
+        if not getattr(estimator, 'takes_sparse', False):
+            raise ValueError(f'completion method "learned" needs a checkpoint whose depth network has a sparse branch '
+                             f'(trained with model.sparse_branch: true); {getattr(estimator, "label", "this model")} '
+                             f'has none: use completion.method ipbasic')
+        self.estimator = estimator
+        self.settings = settings or CompletionSettings()
+        self.times_ms: deque[float] = deque(maxlen=1000)
+
+    def __call__(self, frame, settings) -> None:
+        t = time.perf_counter()
+        h, w = (int(v) for v in self.estimator.input_shape)
+        H, W = frame.input.rgb.shape[:2]
+        K = frame.input.K
+        K_net = None if K is None else scale_intrinsics(np.asarray(K, dtype=np.float64), w / W, h / H)
+        img, status = sparse_image_at(getattr(frame.input, 'sparse', None), int(frame.input.stamp_ns), K_net, (h, w),
+                                      self.settings)
+        frame.network_sparse = None
+        if img is not None:
+            frame.network_sparse = sparse_network_input(img, self.estimator.sparse_guide)
+            status = CompletionStatus(DEPTH_MODE_COMPLETION, sparse_points=status.sparse_points,
+                                      sparse_pixels=status.sparse_pixels, completed_ratio=1.0)
+        frame.completion = status
+        self.times_ms.append(1e3 * (time.perf_counter() - t))
+
+    def median_ms(self) -> float:
+        """Median time of the stage (projection + guide, not the network) over the frames it ran."""
+        return statistics.median(self.times_ms) if self.times_ms else float('nan')
+
+
 def insert_completion(pipeline, method: str | CompletionMethod, settings: CompletionSettings | None = None
-                      ) -> CompletionStage | None:
+                      ) -> CompletionStage | LearnedCompletionStage | None:
     """Insert a :class:`CompletionStage` after ``refine`` (when the pipeline has one, so the
-    refinement never smooths LiDAR depth) or ``depth``; None for method ``none``."""
+    refinement never smooths LiDAR depth) or ``depth``; for method ``learned`` a
+    :class:`LearnedCompletionStage` before ``infer``; None for method ``none``.
+
+    Raises:
+        ValueError: an unknown method, or ``learned`` for a network without a sparse branch.
+    """
     if isinstance(method, str) and method.strip().lower() == 'none':
         return None
+    if isinstance(method, str) and method.strip().lower() == LEARNED:
+        learned = LearnedCompletionStage(pipeline.estimator, settings)
+        names = [s.name for s in pipeline.stages]
+        pipeline.stages.insert(names.index('infer') if 'infer' in names else 0, learned)
+        return learned
     stage = CompletionStage(method, settings)
     names = [s.name for s in pipeline.stages]
     pipeline.insert_stage(stage, after='refine' if 'refine' in names else 'depth')
@@ -312,5 +394,5 @@ def transform_points(points: np.ndarray, T: np.ndarray) -> np.ndarray:
 
 
 __all__ = ['CompletionSettings', 'CompletionStage', 'CompletionStatus', 'DEPTH_MODE_COMPLETION',
-           'DEPTH_MODE_MONOCULAR', 'NODE_METHODS', 'SparseInput', 'insert_completion', 'parse_extrinsics',
+           'DEPTH_MODE_MONOCULAR', 'LEARNED', 'LearnedCompletionStage', 'NODE_METHODS', 'sparse_image_at', 'SparseInput', 'insert_completion', 'parse_extrinsics',
            'resample_sparse', 'rotation_rpy', 'transform_points']

@@ -2,7 +2,9 @@
 
 A sparse input (a LiDAR scan, optionally subsampled to fewer beams or a random fraction
 of its points, or a sparse depth image) is given to the completion methods
-(:mod:`packnet_ros.completion`); monocular models ignore it. **Pixels given as input are
+(:mod:`packnet_ros.completion`) and to the learned completion models (checkpoints with a
+sparse branch, run through the node's pipeline with its ``learned`` completion stage, which
+projects the points at the network input's resolution); monocular models ignore it. **Pixels given as input are
 never scored**: per frame, every ground-truth pixel that holds an input value is removed
 from the ground truth, and every source (completion and monocular alike) is scored on the
 remaining ("held-out") ground-truth pixels with the common scoring path
@@ -30,6 +32,7 @@ import numpy as np
 
 from ..completion import CompletionMethod, Subsample
 from ..completion.sparse import HDL64E, BeamModel, beam_rings, project_to_depth
+from ..completion.stage import DEPTH_MODE_COMPLETION, SparseInput
 from ..geometry import scale_intrinsics
 from ..msgdata import depth_msg_to_meters, header_ns
 from ..pipeline import DepthPipeline, FrameInput
@@ -177,6 +180,9 @@ class SparseRun:
             source predicted}; its coverage is this over the subsample's ``n_heldout_pixels``
             (:meth:`coverage`). Monocular models cover every pixel; IP-Basic leaves pixels
             farther than its largest kernel (15 px) from any input empty.
+        latency_ms: {result label of a learned model: per-frame pipeline times, ms}.
+        fallbacks: {result label of a learned model: frames its completion stage ran
+            monocular (no usable sparse input), with the reasons}.
     """
 
     results: dict = field(default_factory=dict)
@@ -184,6 +190,15 @@ class SparseRun:
     subsample_of: dict = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
     predicted: dict = field(default_factory=dict)
+    latency_ms: dict = field(default_factory=dict)
+    fallbacks: dict = field(default_factory=dict)
+
+    def latency_median_ms(self, name: str) -> float:
+        """Median per-frame time of the pipeline of a learned model's result (``total_ms``
+        of :meth:`packnet_ros.pipeline.DepthPipeline.process`: projection, guide, network,
+        depth), NaN for other sources."""
+        times = self.latency_ms.get(name) or []
+        return float(np.median(times)) if times else float('nan')
 
     def coverage(self, name: str) -> float:
         """Fraction of the held-out ground-truth pixels that ``name`` predicted."""
@@ -199,7 +214,8 @@ def evaluate_sparse(frames: Iterable[tuple[ImageFrame, DepthFrame | None, Sparse
                     monocular: Mapping[str, DepthPipeline], completion: Mapping[str, CompletionMethod],
                     specs: list[Subsample], settings: EvalSettings | None = None,
                     samples: Mapping[str, Callable] | None = None, issues: Issues | None = None,
-                    progress: Callable[[int], None] | None = None) -> SparseRun:
+                    progress: Callable[[int], None] | None = None,
+                    learned: Mapping[str, DepthPipeline] | None = None) -> SparseRun:
     """Score completion methods and monocular models on the held-out ground truth.
 
     Args:
@@ -213,6 +229,10 @@ def evaluate_sparse(frames: Iterable[tuple[ImageFrame, DepthFrame | None, Sparse
         samples: optional {result label: SampleWriter-like callable(rgb, pred, gt, title)}.
         issues: problems of the sources, copied into every result's counts.
         progress: called with the frame number after each frame.
+        learned: {label: pipeline} of networks with a sparse branch, each pipeline with a
+            :class:`packnet_ros.completion.stage.LearnedCompletionStage`; run once per frame
+            and subsample with the subsample's points (in the camera frame; the stage
+            projects them at the network input's resolution) or sparse depth image.
 
     Returns:
         :class:`SparseRun`.
@@ -222,7 +242,8 @@ def evaluate_sparse(frames: Iterable[tuple[ImageFrame, DepthFrame | None, Sparse
     several = len(specs) > 1
     run = SparseRun()
     evs: dict[str, Evaluator] = {}
-    labels = list(monocular) + list(completion)
+    learned = dict(learned or {})
+    labels = list(monocular) + list(learned) + list(completion)
     for spec in specs:
         run.stats[str(spec)] = SparseStats(str(spec))
         for label in labels:
@@ -256,6 +277,15 @@ def evaluate_sparse(frames: Iterable[tuple[ImageFrame, DepthFrame | None, Sparse
             held = np.where(inp, np.nan, gt).astype(np.float32)
             held_valid = gt_valid & ~inp
             preds = dict(mono)
+            for label, pipe in learned.items():
+                name = result_label(label, spec, several)
+                out = pipe.process(FrameInput(img.rgb, img.K, img.stamp_ns,
+                                              sparse=_frame_sparse(scan, spec, img)), cloud=False)
+                run.latency_ms.setdefault(name, []).append(float(out.timings_ms.get('total_ms', float('nan'))))
+                if out.completion is not None and out.completion.mode != DEPTH_MODE_COMPLETION:
+                    reasons = run.fallbacks.setdefault(name, {})
+                    reasons[out.completion.reason] = reasons.get(out.completion.reason, 0) + 1
+                preds[label] = resize_depth(out.depth, gt.shape, settings.max_depth)
             for label, method in completion.items():
                 dense = np.asarray(method(sparse), dtype=np.float32)
                 preds[label] = resize_depth(np.where(dense > 0, dense, np.nan).astype(np.float32), gt.shape,
@@ -294,6 +324,16 @@ def evaluate_sparse(frames: Iterable[tuple[ImageFrame, DepthFrame | None, Sparse
     return run
 
 
+def _frame_sparse(scan: SparseScan, spec: Subsample, img: ImageFrame) -> SparseInput:
+    """The pipeline input of one frame and subsample: the kept points (camera frame) of a
+    scan, or the subsampled sparse depth image at its own size; stamped with the image
+    (the scan was matched to it already)."""
+    if scan.points is not None:
+        keep = spec.mask(len(scan.points), scan.rings, scan.n_beams)
+        return SparseInput(int(img.stamp_ns), points=scan.points[keep])
+    return SparseInput(int(img.stamp_ns), depth=input_depth(scan, spec, img.K, img.rgb.shape[:2]))
+
+
 def sparse_table(run: SparseRun) -> str:
     """One row per source and subsample: metric-mode RMSE, MAE, abs_rel (+ the other metrics),
     then the pixel counts per subsample."""
@@ -302,6 +342,10 @@ def sparse_table(run: SparseRun) -> str:
     lines.append('coverage (held-out pixels each source predicted; the scored ones are those every source of '
                  'the subsample predicted): ' + ', '.join(f'{name} {100 * run.coverage(name):.1f} %'
                                                          for name in run.results))
+    for name in run.latency_ms:
+        lines.append(f'{name}: median {run.latency_median_ms(name):.1f} ms per frame (pipeline total: projection, '
+                     f'guide, network, depth)' + (f'; monocular fallback on {sum(run.fallbacks[name].values())} '
+                                                  f'frames: {run.fallbacks[name]}' if run.fallbacks.get(name) else ''))
     lines.append('')
     lines.append('subsample   frames  input points  input pixels  GT pixels  GT px that were input  '
                  'held-out  unpredicted  scored (crop, range)')

@@ -8,6 +8,7 @@ from .packnet import PackNet, PackNet01, PackNetSlim01, scale_channels
 from .posenet import PoseNet
 from .resnet import RESNET_SPECS, ResNetEncoder
 from .sidnet import SIDNet
+from .sparse_branch import SparseBranch, sparse_guide_of, takes_sparse
 
 __all__ = ['PackNet', 'PackNet01', 'PackNetSlim01', 'PoseNet', 'DEPTH_NETWORKS', 'POSE_NETWORKS',
            'build_depth_net', 'build_pose_net', 'depth_net_label', 'scale_channels']
@@ -54,7 +55,7 @@ def depth_net_label(name: str, version: str = '1A', width: float = 1.0) -> str:
 
 # --- Depth models = encoder + decoder head (BTS; PackNet's encoder is its own packing one) ---
 
-__all__ += ['BTSDecoder', 'BTSNet', 'ResNetEncoder', 'SIDNet', 'local_planar_guidance', 'DEPTH_HEADS', 'ENCODERS',
+__all__ += ['SparseBranch', 'sparse_guide_of', 'takes_sparse', 'BTSDecoder', 'BTSNet', 'ResNetEncoder', 'SIDNet', 'local_planar_guidance', 'DEPTH_HEADS', 'ENCODERS',
             'build_depth_model', 'canonical_depth_model_name', 'depth_output_kind']
 
 ENCODERS = tuple(RESNET_SPECS)
@@ -79,7 +80,8 @@ def build_depth_model(head: str = 'PackNet01', encoder: str | None = None, versi
             (:func:`~.sidnet.sidnet_channels`); the ResNet encoder is never scaled.
         kwargs: passed to the model, e.g. ``max_depth=80.0`` (metres) for BTS, or
             ``num_bins``, ``mode``, ``alpha``, ``beta``, ``method`` for SID
-            (:class:`~.sidnet.SIDNet`).
+            (:class:`~.sidnet.SIDNet`); ``sparse_branch=True`` (BTS, SID) adds the sparse
+            auxiliary branch for depth completion (:mod:`.sparse_branch`).
 
     Returns:
         An nn.Module; see :func:`depth_output_kind` for what its forward returns
@@ -100,6 +102,10 @@ def build_depth_model(head: str = 'PackNet01', encoder: str | None = None, versi
     if default is None:
         if encoder is not None:
             raise ValueError(f'{name} has its own packing encoder; got encoder={encoder!r}')
+        if kwargs.pop('sparse_branch', False) or kwargs.pop('sparse_guide', 'none') != 'none' \
+                or kwargs.pop('guide_residual', 'image') != 'image':
+            raise ValueError(f'{name} has no sparse branch; use a BTS or SID head (e.g. BTS-ResNet18) '
+                             f'for model.sparse_branch')
         return build_depth_net(name, version, width, **kwargs)
     enc = (encoder or default).lower()
     if enc not in ENCODERS:

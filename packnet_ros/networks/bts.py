@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .resnet import ResNetEncoder
+from .sparse_branch import SPARSE_GUIDES, SparseBranch
 
 BN_MOMENTUM = 0.01
 """BatchNorm momentum of the decoder (the reference's TF-style 0.99 decay)."""
@@ -273,7 +274,9 @@ class BTSDecoder(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.xavier_uniform_(m.weight)
 
-    def forward(self, features: list[torch.Tensor], return_all: bool = False):
+    def forward(self, features: list[torch.Tensor], return_all: bool = False, with_features: bool = False):
+        """Depth (or the dict of ``return_all``); with ``with_features`` a pair (that, the last
+        feature map iconv1 (B, F/16, H, W)), for a head on top (the sparse branch's guide residual)."""
         if len(features) != 5:
             raise ValueError(f'BTSDecoder expects 5 features (strides 2 .. 32), got {len(features)}')
         skip0, skip1, skip2, skip3, dense = features
@@ -309,10 +312,9 @@ class BTSDecoder(nn.Module):
         reduc1x1 = self.reduc1x1(upconv1)
         iconv1 = self.conv1(torch.cat((upconv1, reduc1x1, d2, d4, d8), 1))
         depth = md * torch.sigmoid(self.get_depth(iconv1))
-        if return_all:
-            return {'depth': depth, 'depth_8x8': depth_8x8, 'depth_4x4': depth_4x4,
-                    'depth_2x2': depth_2x2, 'reduc1x1': reduc1x1}
-        return depth
+        out = ({'depth': depth, 'depth_8x8': depth_8x8, 'depth_4x4': depth_4x4, 'depth_2x2': depth_2x2,
+                'reduc1x1': reduc1x1} if return_all else depth)
+        return (out, iconv1) if with_features else out
 
 
 def bts_num_features(width: float = 1.0, base: int = 512) -> int:
@@ -333,13 +335,26 @@ class BTSNet(nn.Module):
         num_features: decoder width F (512 in the paper).
         theta_max: plane normals' polar-angle bound (pi/3, the PyTorch reference).
         normalize_input: let the encoder apply ImageNet mean/std to the [0, 1] input.
+        sparse_branch: add a sparse auxiliary branch
+            (:class:`~packnet_ros.networks.sparse_branch.SparseBranch`, PackNet-SAN fusion
+            into the five encoder features) for depth completion from sparse LiDAR depth.
+        sparse_guide: 'none', or 'ipbasic': the sparse input has a second channel, IP-Basic's
+            completion of the first, and where it has a value the output is that guide
+            corrected by a bounded learned factor (the guide residual of
+            :mod:`~packnet_ros.networks.sparse_branch`).
+        guide_residual: 'image' (the guide residual reads the decoder's last features) or
+            'sparse' (only the sparse branch's own features: a refinement of the guide that
+            never sees the image).
 
     Attributes:
         output_kind: ``'depth'`` (metres), where PackNet networks give inverse depth.
+        sparse_branch: the branch, or None.
 
     Forward:
-        rgb (B, 3, H, W) in [0, 1], H, W multiples of 32 -> depth (B, 1, H, W) metres in
-        (0, max_depth), in train and eval mode alike (BTS supervises only the final depth).
+        rgb (B, 3, H, W) in [0, 1], H, W multiples of 32, and optionally ``sparse`` (B, 1, H, W)
+        depth in metres at the same resolution (0 = no return; networks with a sparse branch
+        only) -> depth (B, 1, H, W) metres in (0, max_depth), in train and eval mode alike
+        (BTS supervises only the final depth). ``sparse=None`` is the plain monocular network.
         ``forward_all`` returns the decoder's dict (see :class:`BTSDecoder`).
 
     Raises:
@@ -349,15 +364,50 @@ class BTSNet(nn.Module):
     output_kind = 'depth'
 
     def __init__(self, encoder: str = 'resnet50', max_depth: float = 80.0, num_features: int = 512,
-                 theta_max: float = math.pi / 3, normalize_input: bool = True):
+                 theta_max: float = math.pi / 3, normalize_input: bool = True, sparse_branch: bool = False,
+                 sparse_guide: str = 'none', guide_residual: str = 'image'):
         super().__init__()
         self.encoder = ResNetEncoder(encoder, normalize_input=normalize_input)
         self.decoder = BTSDecoder(self.encoder.channels, num_features, max_depth, theta_max)
         self.max_depth = float(max_depth)
+        if sparse_guide not in SPARSE_GUIDES or (sparse_guide != 'none' and not sparse_branch):
+            raise ValueError(f'sparse_guide must be one of {SPARSE_GUIDES} (not none only with sparse_branch), '
+                             f'got {sparse_guide!r}')
+        if guide_residual != 'image' and sparse_guide == 'none':
+            raise ValueError(f'guide_residual {guide_residual!r} needs sparse_guide ipbasic')
+        self.sparse_branch = (SparseBranch(self.encoder.channels, max_depth, guide=sparse_guide == 'ipbasic',
+                                           head_channels=self.decoder.num_features // 16, residual=guide_residual)
+                              if sparse_branch else None)
 
-    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(rgb))
+    def _features(self, rgb: torch.Tensor, sparse: torch.Tensor | None) -> list[torch.Tensor]:
+        feats = self.encoder(rgb)
+        if sparse is None:
+            return feats
+        if self.sparse_branch is None:
+            raise ValueError('this BTS network has no sparse branch (build it with sparse_branch=True); '
+                             'call it without sparse depth')
+        return self.sparse_branch.fuse(feats, sparse)
 
-    def forward_all(self, rgb: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, rgb: torch.Tensor, sparse: torch.Tensor | None = None) -> torch.Tensor:
+        branch = self.sparse_branch
+        if sparse is not None and branch is not None and branch.guide_head is not None and branch.residual == 'sparse':
+            feats, context = branch.fuse_with_context(self.encoder(rgb), sparse)
+            return branch.on_guide(self.decoder(feats), branch.head_input(context, sparse), sparse)
+        feats = self._features(rgb, sparse)
+        if sparse is None or branch is None or branch.guide_head is None:
+            return self.decoder(feats)
+        depth, last = self.decoder(feats, with_features=True)
+        return branch.on_guide(depth, last, sparse)
+
+    def forward_all(self, rgb: torch.Tensor, sparse: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Final depth plus the LPG outputs at 1/8, 1/4, 1/2 (all (B,1,H,W), metres)."""
-        return self.decoder(self.encoder(rgb), return_all=True)
+        branch = self.sparse_branch
+        if sparse is not None and branch is not None and branch.guide_head is not None and branch.residual == 'sparse':
+            feats, context = branch.fuse_with_context(self.encoder(rgb), sparse)
+            out = self.decoder(feats, return_all=True)
+            return {**out, 'depth': branch.on_guide(out['depth'], branch.head_input(context, sparse), sparse)}
+        feats = self._features(rgb, sparse)
+        if sparse is None or branch is None or branch.guide_head is None:
+            return self.decoder(feats, return_all=True)
+        out, last = self.decoder(feats, return_all=True, with_features=True)
+        return {**out, 'depth': branch.on_guide(out['depth'], last, sparse)}

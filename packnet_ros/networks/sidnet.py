@@ -21,6 +21,7 @@ from torch.nn import functional as F
 
 from .resnet import ResNetEncoder
 from .sid import SID_METHODS, SID_MODES, SIDHead, sid_depth
+from .sparse_branch import SPARSE_GUIDES, SparseBranch
 
 SIDNET_DECODER_CHANNELS = (256, 128, 64, 32)
 """Decoder widths at 1/16, 1/8, 1/4, 1/2 for ``width=1.0``."""
@@ -49,20 +50,28 @@ class SIDNet(nn.Module):
         width: decoder channel multiplier (the encoder is never scaled).
         method: decoding, 'soft' (default) or 'argmax' (see :func:`~.sid.sid_decode`).
         normalize_input: let the encoder apply ImageNet mean/std to the [0, 1] input.
+        sparse_branch: add a sparse auxiliary branch
+            (:class:`~packnet_ros.networks.sparse_branch.SparseBranch`, fused into the five
+            encoder features) for depth completion; max depth of its input scaling = beta.
+        sparse_guide: 'none' or 'ipbasic' (a second input channel, see :mod:`.sparse_branch`).
 
     Attributes:
         output_kind: ``'depth'`` (metres).
+        sparse_branch: the branch, or None.
 
     Forward:
-        rgb (B, 3, H, W) -> depth (B, 1, H, W) metres. ``forward_with_confidence`` ->
-        (depth, confidence (B, 1, H, W) in [0, 1]); ``logits`` -> full-resolution logits.
+        rgb (B, 3, H, W) [, sparse (B, 1, H, W) metres, 0 = no return; networks with a sparse
+        branch only; None = plain monocular] -> depth (B, 1, H, W) metres.
+        ``forward_with_confidence`` -> (depth, confidence (B, 1, H, W) in [0, 1]); ``logits``
+        -> full-resolution logits (all three take the optional ``sparse``).
     """
 
     output_kind = 'depth'
 
     def __init__(self, encoder: str = 'resnet18', num_bins: int = 71, mode: str = 'ordinal',
                  alpha: float = 1.0, beta: float = 80.0, width: float = 1.0, method: str = 'soft',
-                 normalize_input: bool = True):
+                 normalize_input: bool = True, sparse_branch: bool = False,
+                 sparse_guide: str = 'none'):
         super().__init__()
         if mode not in SID_MODES:
             raise ValueError(f'mode must be one of {SID_MODES}, got {mode!r}')
@@ -78,20 +87,32 @@ class SIDNet(nn.Module):
         self.up1 = _conv_bn_relu(d4 + c0, d2)   # 1/2
         self.head = SIDHead(d2, num_bins, mode, alpha=alpha, beta=beta)
         self.max_depth = float(beta)
+        if sparse_guide not in SPARSE_GUIDES or (sparse_guide != 'none' and not sparse_branch):
+            raise ValueError(f'sparse_guide must be one of {SPARSE_GUIDES} (not none only with sparse_branch), '
+                             f'got {sparse_guide!r}')
+        self.sparse_branch = (SparseBranch(self.encoder.channels, beta, guide=sparse_guide == 'ipbasic')
+                              if sparse_branch else None)
 
-    def logits(self, rgb: torch.Tensor) -> torch.Tensor:
+    def logits(self, rgb: torch.Tensor, sparse: torch.Tensor | None = None) -> torch.Tensor:
         """SID logits (B, 2K or K, H, W), bilinearly upsampled from 1/2 resolution."""
-        f0, f1, f2, f3, f4 = self.encoder(rgb)
+        feats = self.encoder(rgb)
+        if sparse is not None:
+            if self.sparse_branch is None:
+                raise ValueError('this SID network has no sparse branch (build it with sparse_branch=True); '
+                                 'call it without sparse depth')
+            feats = self.sparse_branch.fuse(feats, sparse)
+        f0, f1, f2, f3, f4 = feats
         x = f4
         for block, skip in ((self.up4, f3), (self.up3, f2), (self.up2, f1), (self.up1, f0)):
             x = block(torch.cat((F.interpolate(x, size=skip.shape[-2:], mode='nearest'), skip), 1))
         out = self.head(x)
         return F.interpolate(out, size=rgb.shape[-2:], mode='bilinear', align_corners=False)
 
-    def forward_with_confidence(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_with_confidence(self, rgb: torch.Tensor, sparse: torch.Tensor | None = None
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
         """(depth (B, 1, H, W) metres, confidence (B, 1, H, W) in [0, 1])."""
-        depth, confidence = self.head.decode(self.logits(rgb), self.method)
+        depth, confidence = self.head.decode(self.logits(rgb, sparse), self.method)
         return depth.to(rgb.dtype), confidence.to(rgb.dtype)
 
-    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
-        return sid_depth(self.logits(rgb), self.head.bins, self.head.mode, self.method).to(rgb.dtype)
+    def forward(self, rgb: torch.Tensor, sparse: torch.Tensor | None = None) -> torch.Tensor:
+        return sid_depth(self.logits(rgb, sparse), self.head.bins, self.head.mode, self.method).to(rgb.dtype)

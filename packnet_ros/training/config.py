@@ -21,7 +21,19 @@ from ..losses import SUPERVISED_METHODS, SfmLossConfig
 
 @dataclass
 class ModelConfig:
-    """Networks. ``width`` scales PackNet's channels (1.0 = the published network)."""
+    """Networks. ``width`` scales PackNet's channels (1.0 = the published network).
+
+    ``sparse_branch`` (BTS / SID heads): add the sparse auxiliary branch for depth completion
+    (:mod:`packnet_ros.networks.sparse_branch`); training then splits each frame's LiDAR into
+    input and target (``loss.completion_*``, :mod:`packnet_ros.training.completion`), and the
+    checkpoint stores ``sparse_branch: true`` in ``model.depth_net.options``. An
+    ``init_checkpoint`` without the branch (a monocular model) loads into the rest.
+    ``sparse_guide: ipbasic`` gives the branch IP-Basic's completion of the sparse input as
+    a second channel (stored as the option ``sparse_guide``; callers compute it,
+    :func:`packnet_ros.completion.sparse_network_input`); a BTS head then outputs the guide
+    times a learned bounded factor whose head reads the decoder's last features
+    (``guide_residual: image``) or only the sparse branch's features (``sparse``, stored as
+    the option ``guide_residual``)."""
 
     depth_net: str = 'PackNet01'
     version: str = '1A'
@@ -30,6 +42,9 @@ class ModelConfig:
     image_shape: list[int] = field(default_factory=lambda: [192, 640])
     max_depth: float = 80.0
     init_checkpoint: str = ''  # start from these weights (packnet_ros.weights syntax: default, a .ckpt path)
+    sparse_branch: bool = False  # BTS / SID: sparse auxiliary branch (depth completion from LiDAR)
+    sparse_guide: str = 'none'  # 'ipbasic': the branch also reads IP-Basic's completion of its input
+    guide_residual: str = 'image'  # with a guide (BTS): what the guide-residual head reads: image | sparse
 
 
 LOSS_MODES = ('self_supervised', 'semi_supervised', 'supervised')
@@ -57,7 +72,22 @@ class LossConfig(SfmLossConfig):
     depth) (:mod:`packnet_ros.training.teacher`). It is weights syntax (``selfsup``, a
     ``.ckpt`` ...; relative to the config file) or an ``.onnx`` depth model, whose output
     ``teacher_output`` names ('depth', 'inverse_depth' or 'relative'; required for ONNX,
-    known for package weights)."""
+    known for package weights).
+
+    Depth completion (``model.sparse_branch: true``; :mod:`packnet_ros.training.completion`):
+    ``completion_inputs`` are the input subsamples drawn per image (``beams:N``, N < 64
+    dividing 64, or ``ratio:R``, R < 1); the loss (``supervised_term``) uses the other
+    returns only. ``completion_monocular_fraction`` of the batches train without sparse input.
+    ``completion_lidar_extrinsics`` is ``T_camera_lidar`` for the ring index (text of
+    :func:`packnet_ros.completion.stage.parse_extrinsics`; '' = KITTI 2011_09_26).
+
+    DMD3C's two stages (Liang et al., CVPR 2025, Sec. 3; ``config/train_completion_dmd3c_stage*.yaml``):
+    ``completion_teacher_scans`` (stage 1) gives frames WITHOUT LiDAR (video) a scan simulated
+    from ``teacher``'s dense depth (the teacher pixels on a nominal HDL-64E beam, then the
+    usual ``completion_inputs`` subset) and the loss SSI(student depth, teacher depth) on the
+    non-input pixels; frames with LiDAR train as before. ``completion_ssi_weight`` (stage 2)
+    adds that weight x SSI(student depth, held-out LiDAR returns) to the metric term
+    (:func:`packnet_ros.training.completion.completion_ssi_loss`)."""
 
     scale_alignment_step: int = 0
     scale_alignment_distill_steps: int = 60
@@ -69,6 +99,11 @@ class LossConfig(SfmLossConfig):
     teacher: str = ''  # distillation teacher: weights syntax or a .onnx file ('' = no teacher)
     teacher_output: str = ''  # ONNX teacher's output: 'depth' | 'inverse_depth' | 'relative'
     teacher_weight: float = 1.0  # weight of the teacher SSI term
+    completion_inputs: list[str] = field(default_factory=lambda: ['beams:16', 'beams:8', 'beams:32'])
+    completion_monocular_fraction: float = 0.0  # batches trained without sparse input (sparse branch only)
+    completion_lidar_extrinsics: str = ''  # T_camera_lidar for the ring index ('' = KITTI 2011_09_26)
+    completion_teacher_scans: bool = False  # DMD3C stage 1: frames without LiDAR get scans simulated from the teacher
+    completion_ssi_weight: float = 0.0  # DMD3C stage 2: weight of SSI(student, held-out LiDAR) next to the metric term
 
 
 @dataclass
@@ -353,7 +388,46 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
         raise ValueError(f'{path}: data.train lists no sequences')
     _check_choices(cfg, str(path))
     _check_teacher(cfg, str(path))
+    _check_completion(cfg, str(path))
     return cfg
+
+
+def _check_completion(cfg: TrainConfig, where: str) -> None:
+    """``model.sparse_branch`` needs a BTS / SID head; the ``loss.completion_*`` values parse."""
+    if cfg.model.sparse_guide not in ('none', 'ipbasic'):
+        raise ValueError(f"{where}: model.sparse_guide is {cfg.model.sparse_guide!r}, expected one of none, ipbasic")
+    if cfg.model.guide_residual not in ('image', 'sparse'):
+        raise ValueError(f"{where}: model.guide_residual is {cfg.model.guide_residual!r}, expected one of image, sparse")
+    if cfg.model.guide_residual != 'image' and cfg.model.sparse_guide == 'none':
+        raise ValueError(f'{where}: model.guide_residual {cfg.model.guide_residual!r} needs model.sparse_guide: ipbasic')
+    c = cfg.loss
+    if not (math.isfinite(float(c.completion_ssi_weight)) and float(c.completion_ssi_weight) >= 0.0):
+        raise ValueError(f'{where}: loss.completion_ssi_weight is {c.completion_ssi_weight!r}, expected a number >= 0')
+    if (c.completion_teacher_scans or c.completion_ssi_weight) and not cfg.model.sparse_branch:
+        raise ValueError(f'{where}: loss.completion_teacher_scans / loss.completion_ssi_weight need '
+                         f'model.sparse_branch: true (they train depth completion)')
+    if c.completion_teacher_scans:
+        if not c.teacher:
+            raise ValueError(f'{where}: loss.completion_teacher_scans needs loss.teacher (the dense depth the '
+                             f'scans are simulated from), e.g. a BTS checkpoint')
+        if c.teacher_output == 'relative':
+            raise ValueError(f"{where}: loss.completion_teacher_scans needs a teacher with metric depth or inverse "
+                             f"depth, got loss.teacher_output 'relative' (a relative disparity has no depth to "
+                             f"place on the LiDAR beams)")
+    if not cfg.model.sparse_branch:
+        if cfg.model.sparse_guide != 'none':
+            raise ValueError(f'{where}: model.sparse_guide {cfg.model.sparse_guide!r} needs model.sparse_branch: true')
+        return
+    head = str(cfg.model.depth_net).partition('-')[0]
+    if head not in ('BTS', 'SID'):
+        raise ValueError(f'{where}: model.sparse_branch needs a BTS or SID model.depth_net (e.g. BTS-ResNet18), '
+                         f'got {cfg.model.depth_net!r}')
+    from .completion import SplitSettings
+    try:
+        SplitSettings.from_config(cfg.loss.completion_inputs, cfg.loss.completion_monocular_fraction,
+                                  cfg.loss.completion_lidar_extrinsics, cfg.data.depth_resize)
+    except ValueError as exc:
+        raise ValueError(f'{where}: {exc}') from None
 
 
 def _check_teacher(cfg: TrainConfig, where: str) -> None:

@@ -36,6 +36,7 @@ from ..networks import (
 )
 from ..networks.sid import sid_depth
 from ..weights import resolve_weights
+from .completion import SplitSettings, split_lidar
 from .config import TrainConfig
 from .teacher import Teacher, TeacherError, load_teacher, student_inverse_depth, teacher_ssi_loss
 
@@ -93,7 +94,8 @@ def model_spec(cfg: TrainConfig) -> ModelSpec:
 
     PackNet: the config's names as written. BTS / SID: the registry's name (e.g.
     "BTS-ResNet18"), no pose network, and the model options a checkpoint needs to rebuild
-    the head (BTS ``max_depth`` = ``model.max_depth`` metres; SID :func:`sid_options`).
+    the head (BTS ``max_depth`` = ``model.max_depth`` metres; SID :func:`sid_options`;
+    ``sparse_branch: True`` with ``model.sparse_branch``, ``sparse_guide`` when not 'none').
 
     Raises:
         ValueError: unknown BTS / SID encoder, or an unknown ``loss.sid_loss`` for SID.
@@ -107,6 +109,12 @@ def model_spec(cfg: TrainConfig) -> ModelSpec:
         name, pose_net = canonical_depth_model_name(m.depth_net), None
         options = ({'max_depth': float(m.max_depth)} if head == 'BTS'
                    else sid_options(cfg.loss.sid_loss, float(m.max_depth)))
+        if m.sparse_branch:
+            options['sparse_branch'] = True
+            if m.sparse_guide != 'none':
+                options['sparse_guide'] = m.sparse_guide
+            if m.guide_residual != 'image':
+                options['guide_residual'] = m.guide_residual
     return ModelSpec(depth_net=name, version=m.version, width=float(m.width),
                      image_shape=(int(m.image_shape[0]), int(m.image_shape[1])), max_depth=float(m.max_depth),
                      pose_net=pose_net, options=options)
@@ -160,9 +168,15 @@ class SfmLightningModule(L.LightningModule):
             if text not in ('default', 'selfsup') and not text.startswith('untrained'):
                 text = str(cfg.resolve(text))
             ckpt = resolve_weights(text, with_pose=pose is not None).checkpoint
-            depth.load_state_dict(ckpt.depth_net.state_dict())
+            _load_init_depth(depth, ckpt.depth_net.state_dict(), text)
             if ckpt.pose_net is not None and pose is not None:
                 pose.load_state_dict(ckpt.pose_net.state_dict())
+        self.split: SplitSettings | None = None
+        """Input / target split of the LiDAR for a network with a sparse branch (None: plain)."""
+        self._split_rng = np.random.default_rng(int(cfg.seed))
+        if cfg.model.sparse_branch:
+            self.split = SplitSettings.from_config(cfg.loss.completion_inputs, cfg.loss.completion_monocular_fraction,
+                                                   cfg.loss.completion_lidar_extrinsics, cfg.data.depth_resize)
         self.mode = cfg.loss.mode
         if self.mode == 'supervised' and pose is not None:
             pose.requires_grad_(False)
@@ -238,7 +252,11 @@ class SfmLightningModule(L.LightningModule):
         the student's inverse-depth scales the teacher term compares (1/m) to ``student``."""
         rgb = batch['rgb']
         if self.head is not None:
-            return self._head_loss(rgb, batch['depth'], student if self.teacher is not None else None)
+            sparse, target = None, batch['depth']
+            if self.split is not None:
+                sparse, target = split_lidar(batch['depth'], batch['intrinsics'], self.split, self._split_rng,
+                                             self.cfg.model.sparse_guide)
+            return self._head_loss(rgb, target, student if self.teacher is not None else None, sparse)
         inv_depths = self.model.depth_net(rgb)
         if isinstance(inv_depths, torch.Tensor):
             inv_depths = [inv_depths]
@@ -287,12 +305,16 @@ class SfmLightningModule(L.LightningModule):
         del out['self_supervised']
         return out
 
-    def _head_loss(self, rgb: torch.Tensor, lidar: torch.Tensor, student: list | None = None) -> dict:
+    def _head_loss(self, rgb: torch.Tensor, lidar: torch.Tensor, student: list | None = None,
+                   sparse: torch.Tensor | None = None) -> dict:
         """The supervised loss of a BTS / SID head on one batch.
 
         Args:
             rgb: (B,3,H,W) images in [0, 1].
-            lidar: (B,1,H,W) projected LiDAR depth, metres; NaN or 0 = no return.
+            lidar: (B,1,H,W) projected LiDAR depth, metres; NaN or 0 = no return (with a
+                sparse branch: the target returns, those not in ``sparse``).
+            sparse: (B,1,H,W) sparse input depth for a network with a sparse branch, metres,
+                0 = none; None = monocular.
             student: if given, receives the head's inverse depth (B,1,H,W), 1/m, for the
                 teacher term (BTS: 1 / depth; SID: 1 / the soft-decoded depth of the logits,
                 differentiable, at the logits' resolution).
@@ -306,11 +328,11 @@ class SfmLightningModule(L.LightningModule):
         """
         net = self.model.depth_net
         if not isinstance(net, SIDNet):
-            depth = net(rgb)
+            depth = net(rgb) if sparse is None else net(rgb, sparse.to(rgb.dtype))
             if student is not None:
                 student.append(student_inverse_depth(depth))
             return self._depth_supervised_loss([depth.float()], [depth], lidar)
-        logits = net.logits(rgb)
+        logits = net.logits(rgb) if sparse is None else net.logits(rgb, sparse.to(rgb.dtype))
         if tuple(logits.shape[-2:]) != tuple(lidar.shape[-2:]):
             logits = nn.functional.interpolate(logits, size=tuple(lidar.shape[-2:]), mode='bilinear',
                                                align_corners=False)
@@ -411,6 +433,20 @@ class SfmLightningModule(L.LightningModule):
             'licence': self.cfg.licence,
             'torch_version': str(torch.__version__),
         }
+
+
+def _load_init_depth(depth: nn.Module, state: dict, source: str) -> None:
+    """``model.init_checkpoint``'s depth weights into ``depth``; a network with a sparse branch
+    may start from a monocular checkpoint (the branch keeps its fresh init).
+
+    Raises:
+        RuntimeError: any other missing or unexpected key (another architecture).
+    """
+    missing, unexpected = depth.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith('sparse_branch.')]
+    if missing or unexpected:
+        raise RuntimeError(f'model.init_checkpoint {source}: its depth network does not match model.depth_net '
+                           f'(missing {missing[:5]}, unexpected {list(unexpected)[:5]})')
 
 
 def _plain(obj):
