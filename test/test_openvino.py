@@ -151,7 +151,7 @@ def test_auto_picks_a_backend_within_one_percent(rgb, slim, monkeypatch, precisi
     est = DepthEstimator(slim, spec, device='cpu', precision=precision, backend='auto')
     print(est.backend, est.backend_reason)
     assert est.backend in ('fast', 'openvino') and est.backend_reason.startswith(f'auto = {est.backend} (openvino ')
-    assert set(est.backend_timings_ms) == {'fast_ms', 'openvino_ms', 'openvino_rel_diff'}
+    assert {'fast_ms', 'openvino_ms', 'openvino_rel_diff'} <= set(est.backend_timings_ms)  # + bf16_rel_diff
     assert isinstance(est.net, OpenVINODepthNet) == (est.backend == 'openvino')
     x = torch.nn.functional.interpolate(rgb, size=SLIM_SHAPE, mode='area')
     with torch.inference_mode():
