@@ -29,12 +29,7 @@ SHAPE = [64, 224]
 TEACHER_SHAPE = (32, 96)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_intra_op_thread')  # conftest: one thread, restored after
 
 
 class TinyDepth(nn.Module):

@@ -15,6 +15,7 @@ between them: a frame the node took before its cloud arrived is sent again with 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 
@@ -257,6 +258,26 @@ def test_cloud_and_depth_image_messages_to_sparse_input(drive, scan):
         sparse_from_depth_msg(bad)
 
 
+@contextlib.contextmanager
+def _namespaced_node(tmp_path, params: dict, ns: str, sparse_type, sparse_topic: str):
+    """A node of its own in namespace ``/ns`` with camera topics ``/cam_ns/image|info`` (the
+    module's node may still be running) and a harness publishing images, camera_info and the
+    sparse input (``sparse_type`` on ``sparse_topic``), subscribed to its stats and depth."""
+    with NodeProcess(params, remap={'image': f'/cam_{ns}/image', 'camera_info': f'/cam_{ns}/info'},
+                     namespace=f'/{ns}', log_path=tmp_path / 'node.log', use_sim_time=False) as proc, \
+            RosHarness(f'node_completion_{ns}_test', node_process=proc) as h:
+        h.node_name = f'/{ns}{NODE}'
+        h.subscribe(DepthStats, f'{h.node_name}/stats')
+        h.subscribe(Image, f'{h.node_name}/depth')
+        h.pub_image = h.publisher(Image, f'/cam_{ns}/image')
+        h.pub_info = h.publisher(CameraInfo, f'/cam_{ns}/info')
+        h.pub_cloud = h.publisher(sparse_type, sparse_topic)
+        h.clouds_sent = 0
+        assert h.wait_for_subscribers([h.pub_image, h.pub_info, h.pub_cloud], f'{h.node_name}/stats', 180), \
+            (tmp_path / 'node.log').read_text()
+        yield h
+
+
 # ----------------------------------------------------------------------------- a sparse depth image as input
 def test_a_sparse_depth_image_is_completed_in_the_camera_frame_only(tmp_path, drive):
     """completion.kind depth_image: a 32FC1 image of LiDAR returns in the camera image (here
@@ -266,18 +287,7 @@ def test_a_sparse_depth_image_is_completed_in_the_camera_frame_only(tmp_path, dr
     params = {'checkpoint': 'default', 'completion.method': 'ipbasic:multiscale', 'completion.kind': 'depth_image',
               'completion.topic': 'lidar/depth'}  # relative: in the node's namespace
     # its own namespace and camera topics: the module's node may still be running
-    with NodeProcess(params, remap={'image': '/cam_b/image', 'camera_info': '/cam_b/info'}, namespace='/b',
-                     log_path=tmp_path / 'node.log', use_sim_time=False) as proc, \
-            RosHarness('node_completion_image_test', node_process=proc) as h:
-        h.node_name = f'/b{NODE}'
-        h.subscribe(DepthStats, f'{h.node_name}/stats')
-        h.subscribe(Image, f'{h.node_name}/depth')
-        h.pub_image = h.publisher(Image, '/cam_b/image')
-        h.pub_info = h.publisher(CameraInfo, '/cam_b/info')
-        h.pub_cloud = h.publisher(Image, '/b/lidar/depth')
-        h.clouds_sent = 0
-        assert h.wait_for_subscribers([h.pub_image, h.pub_info, h.pub_cloud], f'{h.node_name}/stats', 180), \
-            (tmp_path / 'node.log').read_text()
+    with _namespaced_node(tmp_path, params, 'b', Image, '/b/lidar/depth') as h:
         from packnet_ros.ros.conversions import depth_to_image_msg
         _, stats, depth = _send_with_cloud(h, drive, depth_to_image_msg(sparse, make_header(0, FRAME_ID)),
                                            lambda s: s.depth_mode == 'completion')
@@ -304,18 +314,7 @@ def test_learned_completion_feeds_the_sparse_branch_and_falls_back(tmp_path, dri
     ckpt = save_checkpoint(tmp_path / 'learned.ckpt', net, spec)
     params = {'checkpoint': str(ckpt), 'completion.method': 'learned', 'device': 'cpu', 'completion.topic': 'lidar/points',
               'completion.extrinsics': _matrix_text(drive.T_cam_velo)}
-    with NodeProcess(params, remap={'image': '/cam_c/image', 'camera_info': '/cam_c/info'}, namespace='/c',
-                     log_path=tmp_path / 'node.log', use_sim_time=False) as proc, \
-            RosHarness('node_completion_learned_test', node_process=proc) as h:
-        h.node_name = f'/c{NODE}'
-        h.subscribe(DepthStats, f'{h.node_name}/stats')
-        h.subscribe(Image, f'{h.node_name}/depth')
-        h.pub_image = h.publisher(Image, '/cam_c/image')
-        h.pub_info = h.publisher(CameraInfo, '/cam_c/info')
-        h.pub_cloud = h.publisher(PointCloud2, '/c/lidar/points')
-        h.clouds_sent = 0
-        assert h.wait_for_subscribers([h.pub_image, h.pub_info, h.pub_cloud], f'{h.node_name}/stats', 180), \
-            (tmp_path / 'node.log').read_text()
+    with _namespaced_node(tmp_path, params, 'c', PointCloud2, '/c/lidar/points') as h:
         stats_m, mono_msg = _send_image(h, drive, _next_stamp())
         assert stats_m.depth_mode.startswith('monocular (fallback: ') and stats_m.sparse_points == 0
         _, stats, depth_msg = _send_with_cloud(h, drive, lidar_to_cloud_msg(scan, make_header(0, LIDAR_FRAME)),

@@ -29,12 +29,7 @@ from packnet_ros.pipeline import DepthPipeline, FrameInput, PipelineSettings
 H, W = 64, 96
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_intra_op_thread')  # conftest: one thread, restored after
 
 
 def _pair(head: str, guide: str = 'none', residual: str = 'image'):

@@ -23,12 +23,7 @@ from packnet_ros.training.completion import SplitSettings, split_frame, split_li
 NET = (192, 640)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_intra_op_thread')  # conftest: one thread, restored after
 
 
 @pytest.fixture(scope='module')

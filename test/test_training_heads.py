@@ -21,12 +21,7 @@ SHAPE = [64, 224]
 HEADS = {'BTS': 'BTS-ResNet18', 'SID': 'SID-ResNet18'}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_intra_op_thread')  # conftest: one thread, restored after
 
 
 def _config(tmp_path, head: str, **over):
