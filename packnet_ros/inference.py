@@ -149,7 +149,9 @@ class DepthEstimator:
             depth difference of the fp32 module (see :meth:`_choose_auto`); ``backend`` then
             names the chosen one and ``backend_reason`` says why. See
             :func:`packnet_ros.networks.fast.prepare_for_inference`. For a network that
-            outputs depth (BTS, SID; no packing layers) "auto" and "fast" run "eager".
+            outputs depth (BTS, SID; no packing layers) "fast" runs "eager", and "auto" weighs
+            "eager" against "openvino" the same way (not for a sparse branch or a confidence
+            output, which the OpenVINO export does not carry).
         max_depth: metres; deeper pixels become +Inf. Defaults to the spec's max_depth.
         min_depth: metres; shallower pixels become -Inf (0 disables).
         input_shape: (h, w) override of the network input size (multiples of 32).
@@ -194,9 +196,9 @@ class DepthEstimator:
                              f'branch: use backend auto/eager')
         self.backend_reason = f'backend {backend} asked for'
         self.backend_timings_ms: dict[str, float] = {}
-        if self.output_kind != 'inv_depth' and backend in ('auto', 'fast'):
+        if self.output_kind != 'inv_depth' and backend == 'fast':
             self.backend = 'eager'
-            self.backend_reason = (f'{backend} = eager (the folded packing layers of "fast" are PackNet\'s; '
+            self.backend_reason = (f'fast = eager (the folded packing layers of "fast" are PackNet\'s; '
                                    f'{self.spec.label} has none)')
             self.net = self.prepare(self.source_net)
         elif backend == 'auto':
@@ -237,9 +239,7 @@ class DepthEstimator:
         self.precision_reason = (f'auto = fp32: {self.backend} bf16 is {100 * rel:.2f} % off fp32 on this CPU '
                                  f'(> {100 * AUTO_MAX_REL_DIFF:.0f} %)')
         log.warning('%s %s: %s', self.spec.label, 'x'.join(map(str, self.input_shape)), self.precision_reason)
-        if self.output_kind != 'inv_depth' and backend in ('auto', 'fast'):
-            self.net = self.prepare(self.source_net)
-        elif backend == 'auto':
+        if backend == 'auto':
             self.backend, self.net = self._choose_auto()
         else:
             self.net = self.prepare(self.source_net)
@@ -251,49 +251,52 @@ class DepthEstimator:
                                      cache=cache)
 
     def _choose_auto(self) -> tuple[str, torch.nn.Module]:
-        """``backend: auto``: "fast", or "openvino" on a CPU when it is installed and, on a
-        fixed random input of this shape, its output is within AUTO_MAX_REL_DIFF mean
-        relative depth difference of the fp32 module and the median of AUTO_ROUNDS
-        interleaved calls is faster than fast's. Sets ``backend_reason`` and
-        ``backend_timings_ms``; logs the choice."""
+        """``backend: auto``: the base path ("fast" for PackNet, "eager" for a network that
+        outputs depth), or "openvino" on a CPU when it is installed and, on the fixed input of
+        this shape (:meth:`_auto_input`), its output is within AUTO_MAX_REL_DIFF mean relative
+        depth difference of the fp32 module and the median of AUTO_ROUNDS interleaved calls is
+        faster than the base path's. A network with a sparse branch or a confidence output
+        keeps the base path (the OpenVINO export is the plain depth forward). Sets
+        ``backend_reason`` and ``backend_timings_ms``; logs the choice."""
         from .networks.openvino_backend import openvino_version
-        fast = prepare_for_inference(self.source_net, self.device, self.dtype, 'fast')
+        name = 'fast' if self.output_kind == 'inv_depth' else 'eager'
+        base = prepare_for_inference(self.source_net, self.device, self.dtype, name)
         if self.device.type != 'cpu':
-            return self._chosen('fast', fast, 'auto on CUDA = fast')
+            return self._chosen(name, base, f'auto on CUDA = {name}')
         if self.precision not in ('fp32', 'bf16'):
-            return self._chosen('fast', fast, f'auto = fast (openvino runs fp32/bf16, not {self.precision})')
+            return self._chosen(name, base, f'auto = {name} (openvino runs fp32/bf16, not {self.precision})')
+        if self.takes_sparse or callable(getattr(self.source_net, 'forward_with_confidence', None)):
+            return self._chosen(name, base, f'auto = {name} (the openvino export has no sparse input or '
+                                            f'confidence output)')
         if os.environ.get(OPENVINO_AUTO_ENV, '1').strip().lower() in ('0', 'false', 'no', 'off'):
-            return self._chosen('fast', fast, f'auto = fast (openvino not considered: {OPENVINO_AUTO_ENV}=0)')
+            return self._chosen(name, base, f'auto = {name} (openvino not considered: {OPENVINO_AUTO_ENV}=0)')
         if openvino_version() is None:
-            return self._chosen('fast', fast, 'auto = fast (openvino not installed)')
+            return self._chosen(name, base, f'auto = {name} (openvino not installed)')
         try:
             ov = prepare_for_inference(self.source_net, self.device, self.dtype, 'openvino',
                                        input_shape=self.input_shape)
         except Exception as exc:  # noqa: BLE001 - any failure of the optional backend falls back
-            return self._chosen('fast', fast, f'auto = fast (openvino failed: {type(exc).__name__}: {exc})')
+            return self._chosen(name, base, f'auto = {name} (openvino failed: {type(exc).__name__}: {exc})')
         x = self._auto_input()
         with torch.inference_mode():
-            ref_net = fast if self.dtype == torch.float32 else \
-                prepare_for_inference(self.source_net, self.device, torch.float32, 'fast')
-            ref = inv_to_depth(self._infer_with(ref_net, x, False, torch.float32))
-            del ref_net
-            outs = {'fast': self._infer_with(fast, x, False), 'openvino': self._infer_with(ov, x, False)}  # warm-up
-            times: dict[str, list[float]] = {'fast': [], 'openvino': []}
+            ref = self._as_depth(self._infer_with(self.source_net, x, False, torch.float32))
+            outs = {name: self._infer_with(base, x, False), 'openvino': self._infer_with(ov, x, False)}  # warm-up
+            times: dict[str, list[float]] = {name: [], 'openvino': []}
             for _ in range(AUTO_ROUNDS):
-                for name, net in (('fast', fast), ('openvino', ov)):
+                for key, net in ((name, base), ('openvino', ov)):
                     t = time.perf_counter()
                     self._infer_with(net, x, False)
-                    times[name].append(1e3 * (time.perf_counter() - t))
-        rel = float(((inv_to_depth(outs['openvino']) - ref).abs() / ref).mean())
-        ms = {name: statistics.median(v) for name, v in times.items()}
-        self.backend_timings_ms = {'fast_ms': ms['fast'], 'openvino_ms': ms['openvino'], 'openvino_rel_diff': rel}
-        summary = (f'openvino {ms["openvino"]:.1f} ms vs fast {ms["fast"]:.1f} ms, '
+                    times[key].append(1e3 * (time.perf_counter() - t))
+        rel = float(((self._as_depth(outs['openvino']) - ref).abs() / ref).mean())
+        ms = {key: statistics.median(v) for key, v in times.items()}
+        self.backend_timings_ms = {f'{name}_ms': ms[name], 'openvino_ms': ms['openvino'], 'openvino_rel_diff': rel}
+        summary = (f'openvino {ms["openvino"]:.1f} ms vs {name} {ms[name]:.1f} ms, '
                    f'mean rel. depth diff vs fp32 {100 * rel:.2f} %')
         if not rel <= AUTO_MAX_REL_DIFF:
-            return self._chosen('fast', fast, f'auto = fast ({summary} > {100 * AUTO_MAX_REL_DIFF:.0f} %)')
-        if ms['openvino'] < ms['fast']:
+            return self._chosen(name, base, f'auto = {name} ({summary} > {100 * AUTO_MAX_REL_DIFF:.0f} %)')
+        if ms['openvino'] < ms[name]:
             return self._chosen('openvino', ov, f'auto = openvino ({summary})')
-        return self._chosen('fast', fast, f'auto = fast ({summary})')
+        return self._chosen(name, base, f'auto = {name} ({summary})')
 
     def _chosen(self, backend: str, net: torch.nn.Module, reason: str) -> tuple[str, torch.nn.Module]:
         self.backend_reason = reason

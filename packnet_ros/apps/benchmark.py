@@ -111,11 +111,11 @@ def bench_network(net: torch.nn.Module, label: str, shape: tuple[int, int], devi
                   x_img: torch.Tensor, peaks: dict, warmup: int, repeats: int, paths: list[Path_]) -> list[dict]:
     """All paths of one network at one input size; the first path is the fp32-eager reference.
 
-    A network that outputs depth (BTS, SID: no packing layers to fold) runs its eager paths
-    only; its output is taken as depth in metres."""
+    A network that outputs depth (BTS, SID: no packing layers to fold) runs its eager and
+    OpenVINO paths only; its output is taken as depth in metres."""
     depth_out = depth_output_kind(net) == 'depth'
     if depth_out:
-        paths = [p for p in paths if p.backend == 'eager']
+        paths = [p for p in paths if p.backend in ('eager', 'openvino')]
     x = torch.nn.functional.interpolate(x_img, size=shape, mode='area').to(device)
     sync = torch.cuda.synchronize if device.type == 'cuda' else None
     from ..networks.fast import fold_pack_layers
