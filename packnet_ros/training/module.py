@@ -36,7 +36,7 @@ from ..networks import (
 )
 from ..networks.sid import sid_depth
 from ..weights import resolve_weights
-from .completion import SplitSettings, split_lidar
+from .completion import SplitSettings, completion_ssi_loss, split_batch
 from .config import TrainConfig
 from .teacher import Teacher, TeacherError, load_teacher, student_inverse_depth, teacher_ssi_loss
 
@@ -199,6 +199,12 @@ class SfmLightningModule(L.LightningModule):
                 raise
             except ValueError as exc:  # any other bad value: name the key
                 raise TeacherError(f'loss.teacher {cfg.loss.teacher!r}: {exc}') from None
+        self.teacher_scans = bool(cfg.loss.completion_teacher_scans)
+        """DMD3C stage 1: frames without LiDAR train on scans simulated from the teacher's depth."""
+        if self.teacher_scans and (self.teacher is None or self.teacher.output == 'relative'):
+            raise TeacherError(f'loss.completion_teacher_scans needs a teacher with metric depth or inverse depth, '
+                               f'got {getattr(self.teacher, "description", "none")} '
+                               f'({getattr(self.teacher, "output", "no output")})')
 
     # -- forward -------------------------------------------------------------------------
     def forward(self, rgb: torch.Tensor):
@@ -227,7 +233,7 @@ class SfmLightningModule(L.LightningModule):
         """
         student: list[torch.Tensor] = []
         out = self._objective(batch, student)
-        if self.teacher is not None:
+        if self.teacher is not None and float(self.loss_cfg.teacher_weight) > 0:
             term = self._teacher_term(student, batch)
             out = {**out, 'loss': out['loss'] + float(self.loss_cfg.teacher_weight) * term, 'teacher_ssi': term}
         return out
@@ -252,11 +258,13 @@ class SfmLightningModule(L.LightningModule):
         the student's inverse-depth scales the teacher term compares (1/m) to ``student``."""
         rgb = batch['rgb']
         if self.head is not None:
-            sparse, target = None, batch['depth']
+            sparse, target, teacher_target = None, batch['depth'], None
             if self.split is not None:
-                sparse, target = split_lidar(batch['depth'], batch['intrinsics'], self.split, self._split_rng,
-                                             self.cfg.model.sparse_guide)
-            return self._head_loss(rgb, target, student if self.teacher is not None else None, sparse)
+                scans = self._teacher_scan_depth(batch) if self.teacher_scans else None
+                sparse, target, teacher_target = split_batch(batch['depth'], batch['intrinsics'], self.split,
+                                                             self._split_rng, self.cfg.model.sparse_guide, scans)
+            return self._head_loss(rgb, target, student if self.teacher is not None else None, sparse,
+                                   teacher_target)
         inv_depths = self.model.depth_net(rgb)
         if isinstance(inv_depths, torch.Tensor):
             inv_depths = [inv_depths]
@@ -275,6 +283,48 @@ class SfmLightningModule(L.LightningModule):
             c = self.loss_cfg
             out = semi_supervised_loss(out, self._lidar_scales(inv_depths), batch['depth'], c.lidar_weight,
                                        c.supervised_term, c.silog_variance_focus)
+        return out
+
+    def _teacher_scan_depth(self, batch: dict) -> torch.Tensor | None:
+        """The teacher's dense depth for DMD3C stage-1 scans, or None when every image of the
+        batch has LiDAR (the teacher is not run).
+
+        Returns:
+            (B, 1, H, W) float32 metres at the size of batch['depth'] (bilinear resize,
+            antialiased when shrinking), NaN where the teacher gives no positive depth or
+            more than ``model.max_depth``. The teacher sees 'rgb_original' (un-jittered).
+        """
+        assert self.teacher is not None
+        lidar = batch['depth']
+        if bool((torch.isfinite(lidar) & (lidar > 0)).flatten(1).any(1).all()):
+            return None
+        pred = self.teacher.predict(batch.get('rgb_original', batch['rgb']))
+        if self.teacher.output == 'inverse_depth':
+            pred = torch.where(pred > 0, 1.0 / pred.clamp(min=1e-6), torch.full_like(pred, float('nan')))
+        size = tuple(lidar.shape[-2:])
+        if tuple(pred.shape[-2:]) != size:
+            shrink = pred.shape[-2] > size[0] or pred.shape[-1] > size[1]
+            pred = nn.functional.interpolate(pred, size=size, mode='bilinear', align_corners=False, antialias=shrink)
+        ok = torch.isfinite(pred) & (pred > 0) & (pred <= float(self.cfg.model.max_depth))
+        return torch.where(ok, pred, torch.full_like(pred, float('nan'))).to(lidar.device)
+
+    def _completion_terms(self, out: dict, depth: torch.Tensor, lidar: torch.Tensor,
+                          teacher_target: torch.Tensor | None) -> dict:
+        """Add the DMD3C SSI terms (:func:`~packnet_ros.training.completion.completion_ssi_loss`)
+        to a head's loss dict: 'teacher_scan_ssi' (weight 1, stage 1: against the teacher depth
+        of the frames without LiDAR) and ``loss.completion_ssi_weight`` x 'completion_ssi'
+        (stage 2: against the held-out LiDAR returns). ``depth``: (B,1,h,w) student metres."""
+        loss = out['loss']
+        if teacher_target is not None:
+            term = completion_ssi_loss(depth, teacher_target)
+            out['teacher_scan_ssi'] = term.detach()
+            loss = loss + term
+        w = float(self.loss_cfg.completion_ssi_weight)
+        if w > 0:
+            term = completion_ssi_loss(depth, lidar)
+            out['completion_ssi'] = term.detach()
+            loss = loss + w * term
+        out['loss'] = loss
         return out
 
     def _lidar_scales(self, inv_depths: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -306,7 +356,7 @@ class SfmLightningModule(L.LightningModule):
         return out
 
     def _head_loss(self, rgb: torch.Tensor, lidar: torch.Tensor, student: list | None = None,
-                   sparse: torch.Tensor | None = None) -> dict:
+                   sparse: torch.Tensor | None = None, teacher_target: torch.Tensor | None = None) -> dict:
         """The supervised loss of a BTS / SID head on one batch.
 
         Args:
@@ -318,6 +368,8 @@ class SfmLightningModule(L.LightningModule):
             student: if given, receives the head's inverse depth (B,1,H,W), 1/m, for the
                 teacher term (BTS: 1 / depth; SID: 1 / the soft-decoded depth of the logits,
                 differentiable, at the logits' resolution).
+            teacher_target: (B,1,H,W) teacher depth, metres, NaN = none: DMD3C stage 1's SSI
+                target (:meth:`_completion_terms`); None = none.
 
         Returns:
             dict: 'loss' (scalar float32), 'supervised' (the unweighted term, 0 without
@@ -331,7 +383,8 @@ class SfmLightningModule(L.LightningModule):
             depth = net(rgb) if sparse is None else net(rgb, sparse.to(rgb.dtype))
             if student is not None:
                 student.append(student_inverse_depth(depth))
-            return self._depth_supervised_loss([depth.float()], [depth], lidar)
+            out = self._depth_supervised_loss([depth.float()], [depth], lidar)
+            return self._completion_terms(out, depth, lidar, teacher_target)
         logits = net.logits(rgb) if sparse is None else net.logits(rgb, sparse.to(rgb.dtype))
         if tuple(logits.shape[-2:]) != tuple(lidar.shape[-2:]):
             logits = nn.functional.interpolate(logits, size=tuple(lidar.shape[-2:]), mode='bilinear',
@@ -342,10 +395,15 @@ class SfmLightningModule(L.LightningModule):
         lidar_images = (torch.isfinite(gt) & (gt > 0)).flatten(1).any(1).float().sum()
         if int(lidar_images) == 0:
             loss = logits.float().sum() * 0.0
-            return {'loss': loss, 'supervised': logits.new_zeros((), dtype=torch.float32),
-                    'lidar_images': lidar_images}
-        supervised = SID_LOSSES[self.loss_cfg.sid_loss](logits, gt, None, net.head.bins)
-        return {'loss': supervised, 'supervised': supervised, 'lidar_images': lidar_images}
+            out = {'loss': loss, 'supervised': logits.new_zeros((), dtype=torch.float32),
+                   'lidar_images': lidar_images}
+        else:
+            supervised = SID_LOSSES[self.loss_cfg.sid_loss](logits, gt, None, net.head.bins)
+            out = {'loss': supervised, 'supervised': supervised, 'lidar_images': lidar_images}
+        if teacher_target is None and not float(self.loss_cfg.completion_ssi_weight) > 0:
+            return out
+        return self._completion_terms(out, sid_depth(logits, net.head.bins, net.head.mode, 'soft'), gt,
+                                      teacher_target)
 
     # -- Lightning hooks -----------------------------------------------------------------
     def training_step(self, batch, batch_idx):

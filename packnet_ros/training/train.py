@@ -55,9 +55,10 @@ def build_data(cfg: TrainConfig):
         'velocity_supervision': any(_has_speed(s) for s in train_seqs),
         'lidar_samples': sum(count_depth_samples(s) for s in train_seqs),
     }
-    if cfg.loss.mode != 'self_supervised' and summary['lidar_samples'] == 0:
+    if cfg.loss.mode != 'self_supervised' and summary['lidar_samples'] == 0 and not cfg.loss.completion_teacher_scans:
         raise ValueError(f'loss.mode {cfg.loss.mode} needs LiDAR depth, and no training sample has any '
-                         f'(kitti: proj_depth/velodyne/<camera>/; bag: depth_topic)')
+                         f'(kitti: proj_depth/velodyne/<camera>/; bag: depth_topic; or simulate scans from a '
+                         f'teacher: loss.completion_teacher_scans)')
     if cfg.loss.mode != 'supervised':
         bare = [s.name for s in train_seqs if not s.context_dts]
         if bare:
