@@ -46,6 +46,8 @@ refinement of IP-Basic from the LiDAR geometry alone: 490 steps on the same 7 fr
 (78 frames, held-out returns): 16 beams RMSE 4.07 m / abs_rel 0.111 / MAE 1.25 m (IP-Basic
 fast 5.30 / 0.132 / 1.70, multiscale 5.16 / 0.105 / 1.32), 8 beams 5.97 m (6.65 / 6.67),
 32 beams 3.56 m (3.88 / 4.22). The image then only fills pixels without a guide value.
+(This design was picked after two kitti_traffic frames had been looked at with the earlier
+variants, so that scene is not perfectly untouched for the choice; README says so.)
 
 Each :class:`SparseConv` is a *depthwise* normalized convolution (every input channel
 filtered on its own, ``multiplier`` filters per channel) followed by a pointwise 1x1
