@@ -196,6 +196,7 @@ class DepthEstimator:
                              f'branch: use backend auto/eager')
         self.backend_reason = f'backend {backend} asked for'
         self.backend_timings_ms: dict[str, float] = {}
+        self._auto_ref: tuple[torch.Tensor, torch.Tensor] | None = None  # (input, fp32 depth) of the auto checks
         if self.output_kind != 'inv_depth' and backend == 'fast':
             self.backend = 'eager'
             self.backend_reason = (f'fast = eager (the folded packing layers of "fast" are PackNet\'s; '
@@ -221,14 +222,21 @@ class DepthEstimator:
     def _as_depth(self, out: torch.Tensor) -> torch.Tensor:
         return inv_to_depth(out) if self.output_kind == 'inv_depth' else out
 
+    def _auto_reference(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(:meth:`_auto_input`, the fp32 module's depth on it), computed once per estimator
+        (``precision: auto`` and ``backend: auto`` both compare against it)."""
+        if self._auto_ref is None:
+            x = self._auto_input()
+            self._auto_ref = x, self._as_depth(self._infer_with(self.source_net, x, False, torch.float32))
+        return self._auto_ref
+
     def _check_auto_bf16(self, backend: str) -> None:
         """``precision: auto`` on a CPU with native bf16: keep bf16 only when the chosen
         network's output on :meth:`_auto_input` is within AUTO_MAX_REL_DIFF mean relative depth
         difference of the fp32 eager module; else rebuild the network in fp32 (same backend
         request) and log a warning. Sets ``precision_reason`` and
         ``backend_timings_ms['bf16_rel_diff']``."""
-        x = self._auto_input()
-        ref = self._as_depth(self._infer_with(self.source_net, x, False, torch.float32))
+        x, ref = self._auto_reference()
         rel = float(((self._as_depth(self._infer_with(self.net, x, False)) - ref).abs() / ref).mean())
         self.backend_timings_ms['bf16_rel_diff'] = rel
         if rel <= AUTO_MAX_REL_DIFF:
@@ -277,9 +285,8 @@ class DepthEstimator:
                                        input_shape=self.input_shape)
         except Exception as exc:  # noqa: BLE001 - any failure of the optional backend falls back
             return self._chosen(name, base, f'auto = {name} (openvino failed: {type(exc).__name__}: {exc})')
-        x = self._auto_input()
+        x, ref = self._auto_reference()
         with torch.inference_mode():
-            ref = self._as_depth(self._infer_with(self.source_net, x, False, torch.float32))
             outs = {name: self._infer_with(base, x, False), 'openvino': self._infer_with(ov, x, False)}  # warm-up
             times: dict[str, list[float]] = {name: [], 'openvino': []}
             for _ in range(AUTO_ROUNDS):

@@ -351,42 +351,40 @@ frame -> rectified optical frame of camera 2 (``image_02``), ``T_rect_shift @ R_
 T_cam0_velo`` of :class:`packnet_ros.io.kitti.KittiDrive`, rounded to 1e-8."""
 
 
-def pixel_rings(depth: np.ndarray, K: np.ndarray, T_camera_lidar: np.ndarray = KITTI_T_CAMERA_LIDAR,
-                model: BeamModel = HDL64E, row_offset_px: float = 0.0) -> np.ndarray:
-    """Approximate ring (beam) index of every return of a projected LiDAR depth image, for
-    scans that are only available as depth images (training batches).
+def pixel_beams(depth: np.ndarray, K: np.ndarray, T_camera_lidar: np.ndarray = KITTI_T_CAMERA_LIDAR,
+                model: BeamModel = HDL64E, row_offset_px: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest nominal beam of every pixel with depth, and the elevation offset from it.
 
     Each pixel with a return is unprojected with ``K`` (pixel (u, v + ``row_offset_px``),
     depth z: X = z K^-1 (u, v, 1)), moved into the LiDAR frame with ``T_camera_lidar``^-1,
     and gets the nominal beam nearest to its elevation, corrected for the beam origin height
-    as in :func:`beam_rings` (two passes); no histogram (pixel rows quantise the elevation
-    too coarsely for one: at 192 rows one pixel is ~0.16 deg, half the HDL-64E's upper beam
-    spacing).
-
-    Accuracy (kitti_traffic, scans projected at 192 x 640 as the training data,
-    against :func:`beam_rings` on the scans): ~3/4 of the returns get the same ring, nearly
-    all others a neighbouring one; "is the ring kept by ``beams:16``" agrees for ~90 %
-    (``test/test_training_completion.py`` checks a lower bound).
+    as in :func:`beam_rings` (two passes: the first guesses the beam, whose firing height the
+    second uses); no histogram (pixel rows quantise the elevation too coarsely for one: at 192
+    rows one pixel is ~0.16 deg, half the HDL-64E's upper beam spacing).
 
     Args:
         depth: (H, W) metres, 0 / NaN = no return.
         K: (3, 3) intrinsics of that image.
         T_camera_lidar: (4, 4) LiDAR frame -> camera optical frame (default: KITTI 2011_09_26).
         model: the sensor's beams.
-        row_offset_px: added to the row of each pixel before unprojecting (0.5 for depth
-            maps resized with packnet-sfm's ``resize_depth_preserve``, whose floor puts a
-            return half a row above its position on average; 0 for a projection that rounds).
+        row_offset_px: added to the row of each pixel before unprojecting (see :func:`pixel_rings`).
 
     Returns:
-        (H, W) int64 ring index in [0, model.n_beams), -1 where there is no return.
+        (rings (H, W) int64 in [0, model.n_beams), -1 where there is no return; offsets (H, W)
+        float64 degrees, the elevation minus that beam's nominal elevation, NaN where there is
+        no return).
+
+    Raises:
+        ValueError: ``depth`` is not (H, W).
     """
     d = np.asarray(depth, dtype=np.float64)
     if d.ndim != 2:
         raise ValueError(f'depth must be (H, W), got {d.shape}')
     rings = np.full(d.shape, -1, dtype=np.int64)
+    offsets = np.full(d.shape, np.nan)
     valid = np.isfinite(d) & (d > 0)
     if not valid.any():
-        return rings
+        return rings, offsets
     v, u = np.nonzero(valid)
     z = d[v, u]
     K = np.asarray(K, dtype=np.float64)
@@ -396,10 +394,35 @@ def pixel_rings(depth: np.ndarray, K: np.ndarray, T_camera_lidar: np.ndarray = K
     p = np.stack([x, y, z], 1) @ T[:3, :3].T + T[:3, 3]
     heights = np.asarray(model.origin_height_m, dtype=np.float64)
     guess = np.clip(np.rint(_fractional_index(model, elevation_deg(p, heights[0]))), 0, model.n_beams - 1)
-    phi = elevation_deg(p, heights[guess.astype(np.int64)])
-    rings[v, u] = np.clip(np.rint(_fractional_index(model, phi)), 0, model.n_beams - 1).astype(np.int64)
-    return rings
+    ring = np.clip(np.rint(_fractional_index(model, elevation_deg(p, heights[guess.astype(np.int64)]))),
+                   0, model.n_beams - 1).astype(np.int64)
+    rings[v, u] = ring
+    offsets[v, u] = elevation_deg(p, heights[ring]) - np.asarray(model.angles_deg, dtype=np.float64)[ring]
+    return rings, offsets
 
 
-__all__ = ['BeamModel', 'KITTI_T_CAMERA_LIDAR', 'pixel_rings', 'HDL64E', 'elevation_deg', 'beam_rings', 'Subsample', 'project_to_depth', 'project_with_count',
+def pixel_rings(depth: np.ndarray, K: np.ndarray, T_camera_lidar: np.ndarray = KITTI_T_CAMERA_LIDAR,
+                model: BeamModel = HDL64E, row_offset_px: float = 0.0) -> np.ndarray:
+    """Approximate ring (beam) index of every return of a projected LiDAR depth image, for
+    scans that are only available as depth images (training batches): the rings of
+    :func:`pixel_beams`.
+
+    Accuracy (kitti_traffic, scans projected at 192 x 640 as the training data,
+    against :func:`beam_rings` on the scans): ~3/4 of the returns get the same ring, nearly
+    all others a neighbouring one; "is the ring kept by ``beams:16``" agrees for ~90 %
+    (``test/test_training_completion.py`` checks a lower bound).
+
+    Args:
+        depth, K, T_camera_lidar, model: as :func:`pixel_beams`.
+        row_offset_px: added to the row of each pixel before unprojecting (0.5 for depth
+            maps resized with packnet-sfm's ``resize_depth_preserve``, whose floor puts a
+            return half a row above its position on average; 0 for a projection that rounds).
+
+    Returns:
+        (H, W) int64 ring index in [0, model.n_beams), -1 where there is no return.
+    """
+    return pixel_beams(depth, K, T_camera_lidar, model, row_offset_px)[0]
+
+
+__all__ = ['BeamModel', 'KITTI_T_CAMERA_LIDAR', 'pixel_beams', 'pixel_rings', 'HDL64E', 'elevation_deg', 'beam_rings', 'Subsample', 'project_to_depth', 'project_with_count',
            'sparse_depth']

@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .resnet import ResNetEncoder
-from .sparse_branch import SPARSE_GUIDES, SparseBranch
+from .sparse_branch import SparseBranch, check_sparse_options, fuse_sparse
 
 BN_MOMENTUM = 0.01
 """BatchNorm momentum of the decoder (the reference's TF-style 0.99 decay)."""
@@ -370,44 +370,33 @@ class BTSNet(nn.Module):
         self.encoder = ResNetEncoder(encoder, normalize_input=normalize_input)
         self.decoder = BTSDecoder(self.encoder.channels, num_features, max_depth, theta_max)
         self.max_depth = float(max_depth)
-        if sparse_guide not in SPARSE_GUIDES or (sparse_guide != 'none' and not sparse_branch):
-            raise ValueError(f'sparse_guide must be one of {SPARSE_GUIDES} (not none only with sparse_branch), '
-                             f'got {sparse_guide!r}')
+        check_sparse_options(sparse_branch, sparse_guide)
         if guide_residual != 'image' and sparse_guide == 'none':
             raise ValueError(f'guide_residual {guide_residual!r} needs sparse_guide ipbasic')
         self.sparse_branch = (SparseBranch(self.encoder.channels, max_depth, guide=sparse_guide == 'ipbasic',
                                            head_channels=self.decoder.num_features // 16, residual=guide_residual)
                               if sparse_branch else None)
 
-    def _features(self, rgb: torch.Tensor, sparse: torch.Tensor | None) -> list[torch.Tensor]:
-        feats = self.encoder(rgb)
-        if sparse is None:
-            return feats
-        if self.sparse_branch is None:
-            raise ValueError('this BTS network has no sparse branch (build it with sparse_branch=True); '
-                             'call it without sparse depth')
-        return self.sparse_branch.fuse(feats, sparse)
+    def _run(self, rgb: torch.Tensor, sparse: torch.Tensor | None, return_all: bool):
+        """Encoder, sparse fusion, decoder and (with a guide) the guide residual on the final
+        depth: the depth, or the decoder's dict of ``return_all`` with that depth."""
+        branch = self.sparse_branch
+        guided = sparse is not None and branch is not None and branch.guide_head is not None
+        if not guided:
+            return self.decoder(fuse_sparse(branch, self.encoder(rgb), sparse, 'BTS'), return_all=return_all)
+        assert branch is not None and sparse is not None
+        if branch.residual == 'sparse':  # the head reads the branch's own features only
+            feats, context = branch.fuse_with_context(self.encoder(rgb), sparse)
+            out, last = self.decoder(feats, return_all=return_all), branch.head_input(context, sparse)
+        else:  # the head reads the decoder's last features
+            out, last = self.decoder(branch.fuse(self.encoder(rgb), sparse), return_all=return_all, with_features=True)
+        if return_all:
+            return {**out, 'depth': branch.on_guide(out['depth'], last, sparse)}
+        return branch.on_guide(out, last, sparse)
 
     def forward(self, rgb: torch.Tensor, sparse: torch.Tensor | None = None) -> torch.Tensor:
-        branch = self.sparse_branch
-        if sparse is not None and branch is not None and branch.guide_head is not None and branch.residual == 'sparse':
-            feats, context = branch.fuse_with_context(self.encoder(rgb), sparse)
-            return branch.on_guide(self.decoder(feats), branch.head_input(context, sparse), sparse)
-        feats = self._features(rgb, sparse)
-        if sparse is None or branch is None or branch.guide_head is None:
-            return self.decoder(feats)
-        depth, last = self.decoder(feats, with_features=True)
-        return branch.on_guide(depth, last, sparse)
+        return self._run(rgb, sparse, return_all=False)
 
     def forward_all(self, rgb: torch.Tensor, sparse: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Final depth plus the LPG outputs at 1/8, 1/4, 1/2 (all (B,1,H,W), metres)."""
-        branch = self.sparse_branch
-        if sparse is not None and branch is not None and branch.guide_head is not None and branch.residual == 'sparse':
-            feats, context = branch.fuse_with_context(self.encoder(rgb), sparse)
-            out = self.decoder(feats, return_all=True)
-            return {**out, 'depth': branch.on_guide(out['depth'], branch.head_input(context, sparse), sparse)}
-        feats = self._features(rgb, sparse)
-        if sparse is None or branch is None or branch.guide_head is None:
-            return self.decoder(feats, return_all=True)
-        out, last = self.decoder(feats, return_all=True, with_features=True)
-        return {**out, 'depth': branch.on_guide(out['depth'], last, sparse)}
+        return self._run(rgb, sparse, return_all=True)

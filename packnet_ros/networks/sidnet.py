@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from .resnet import ResNetEncoder
 from .sid import SID_METHODS, SID_MODES, SIDHead, sid_depth
-from .sparse_branch import SPARSE_GUIDES, SparseBranch
+from .sparse_branch import SparseBranch, check_sparse_options, fuse_sparse
 
 SIDNET_DECODER_CHANNELS = (256, 128, 64, 32)
 """Decoder widths at 1/16, 1/8, 1/4, 1/2 for ``width=1.0``."""
@@ -87,21 +87,13 @@ class SIDNet(nn.Module):
         self.up1 = _conv_bn_relu(d4 + c0, d2)   # 1/2
         self.head = SIDHead(d2, num_bins, mode, alpha=alpha, beta=beta)
         self.max_depth = float(beta)
-        if sparse_guide not in SPARSE_GUIDES or (sparse_guide != 'none' and not sparse_branch):
-            raise ValueError(f'sparse_guide must be one of {SPARSE_GUIDES} (not none only with sparse_branch), '
-                             f'got {sparse_guide!r}')
+        check_sparse_options(sparse_branch, sparse_guide)
         self.sparse_branch = (SparseBranch(self.encoder.channels, beta, guide=sparse_guide == 'ipbasic')
                               if sparse_branch else None)
 
     def logits(self, rgb: torch.Tensor, sparse: torch.Tensor | None = None) -> torch.Tensor:
         """SID logits (B, 2K or K, H, W), bilinearly upsampled from 1/2 resolution."""
-        feats = self.encoder(rgb)
-        if sparse is not None:
-            if self.sparse_branch is None:
-                raise ValueError('this SID network has no sparse branch (build it with sparse_branch=True); '
-                                 'call it without sparse depth')
-            feats = self.sparse_branch.fuse(feats, sparse)
-        f0, f1, f2, f3, f4 = feats
+        f0, f1, f2, f3, f4 = fuse_sparse(self.sparse_branch, self.encoder(rgb), sparse, 'SID')
         x = f4
         for block, skip in ((self.up4, f3), (self.up3, f2), (self.up2, f1), (self.up1, f0)):
             x = block(torch.cat((F.interpolate(x, size=skip.shape[-2:], mode='nearest'), skip), 1))

@@ -62,7 +62,7 @@ channel, and the validity mask m = (d > 0).
 
 Optional guide (``guide=True``, option ``sparse_guide: ipbasic`` of a checkpoint): the
 caller also passes a classical completion of the same sparse input (IP-Basic,
-:func:`packnet_ros.completion.sparse_guide`; computed outside the network, which imports no
+:func:`packnet_ros.completion.sparse_network_input`; computed outside the network, which imports no
 completion code) as a second channel, (B, 2, H, W) = [sparse, guide] metres. The branch then
 reads three channels [sparse / max_depth, guide / max_depth, sparse mask] with the mask
 m = (sparse > 0) | (guide > 0): the network starts from a dense metric prior and learns
@@ -302,10 +302,6 @@ class SparseBranch(nn.Module):
         Raises:
             ValueError: a sparse map whose size is not the network input's.
         """
-        h, w = skips[0].shape[-2] * 2, skips[0].shape[-1] * 2
-        if sparse.dim() != 4 or tuple(sparse.shape[-2:]) != (h, w) or sparse.shape[0] != skips[0].shape[0]:
-            raise ValueError(f'sparse depth must be (B, {2 if self.guide else 1}, {h}, {w}) (batch and size of the '
-                             f'network input), got {tuple(sparse.shape)}')
         return self.fuse_with_context(skips, sparse)[0]
 
     def fuse_with_context(self, skips: list[torch.Tensor], sparse: torch.Tensor
@@ -319,8 +315,6 @@ class SparseBranch(nn.Module):
         fused = [s * w_.to(s.dtype) + f.to(s.dtype) + b.to(s.dtype)
                  for s, f, w_, b in zip(skips, feats, self.skip_scale, self.skip_bias)]
         return fused, context
-
-
 
     def on_guide(self, depth: torch.Tensor, features: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
         """The guide residual (module docstring).
@@ -353,11 +347,39 @@ SPARSE_GUIDES = ('none', 'ipbasic')
 """``sparse_guide`` option values: no guide channel, or IP-Basic's completion as a second channel."""
 
 
+def check_sparse_options(sparse_branch: bool, sparse_guide: str) -> None:
+    """The ``sparse_branch`` / ``sparse_guide`` options of a host network (BTS, SID).
+
+    Raises:
+        ValueError: an unknown guide, or a guide without the branch.
+    """
+    if sparse_guide not in SPARSE_GUIDES or (sparse_guide != 'none' and not sparse_branch):
+        raise ValueError(f'sparse_guide must be one of {SPARSE_GUIDES} (not none only with sparse_branch), '
+                         f'got {sparse_guide!r}')
+
+
+def fuse_sparse(branch: 'SparseBranch | None', features: list[torch.Tensor], sparse: torch.Tensor | None,
+                host: str) -> list[torch.Tensor]:
+    """A host network's encoder features, fused with ``sparse`` by its ``branch`` when given
+    (:meth:`SparseBranch.fuse`); unchanged for ``sparse=None`` (the plain monocular network).
+
+    Raises:
+        ValueError: sparse input for a host without a branch (``host`` names it).
+    """
+    if sparse is None:
+        return features
+    if branch is None:
+        raise ValueError(f'this {host} network has no sparse branch (build it with sparse_branch=True); '
+                         f'call it without sparse depth')
+    return branch.fuse(features, sparse)
+
+
 def sparse_guide_of(net: nn.Module) -> str:
     """'ipbasic' when a network's sparse branch takes a guide channel, else 'none'."""
     branch = getattr(net, 'sparse_branch', None)
     return 'ipbasic' if isinstance(branch, SparseBranch) and branch.guide else 'none'
 
 
-__all__ = ['GUIDE_LOG_RANGE', 'GUIDE_RESIDUALS', 'SPARSE_BRANCH_CHANNELS', 'SPARSE_GUIDES', 'SparseBranch', 'SparseConv', 'sparse_depth_input',
+__all__ = ['GUIDE_LOG_RANGE', 'GUIDE_RESIDUALS', 'SPARSE_BRANCH_CHANNELS', 'SPARSE_GUIDES', 'SparseBranch', 'SparseConv',
+           'check_sparse_options', 'fuse_sparse', 'sparse_depth_input',
            'sparse_guide_of', 'takes_sparse']

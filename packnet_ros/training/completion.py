@@ -46,8 +46,7 @@ from ..completion.sparse import (
     KITTI_T_CAMERA_LIDAR,
     BeamModel,
     Subsample,
-    _fractional_index,
-    elevation_deg,
+    pixel_beams,
     pixel_rings,
 )
 from ..completion.stage import parse_extrinsics
@@ -146,44 +145,10 @@ def split_frame(depth: np.ndarray, K: np.ndarray, spec: Subsample, rng: np.rando
 
 def beam_offsets(depth: np.ndarray, K: np.ndarray, T_camera_lidar: np.ndarray = KITTI_T_CAMERA_LIDAR,
                  model: BeamModel = HDL64E) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest nominal beam of every pixel of a dense depth map and the angle to it.
-
-    Each pixel (u, v) with depth z is unprojected (X = z K^-1 (u, v, 1)), moved into the
-    LiDAR frame with ``T_camera_lidar``^-1 and gets its elevation from the nearest beam's
-    firing point (two passes, as :func:`packnet_ros.completion.sparse.pixel_rings`).
-
-    Args:
-        depth: (H, W) metres, 0 / NaN = none.
-        K: (3, 3) intrinsics of that image.
-        T_camera_lidar: (4, 4) LiDAR frame -> camera optical frame.
-        model: the beams.
-
-    Returns:
-        (rings (H, W) int64 in [0, n_beams), -1 = no depth; offsets (H, W) float64 degrees,
-        elevation minus that beam's nominal elevation, NaN = no depth).
-    """
-    d = np.asarray(depth, dtype=np.float64)
-    if d.ndim != 2:
-        raise ValueError(f'depth must be (H, W), got {d.shape}')
-    rings = np.full(d.shape, -1, dtype=np.int64)
-    offsets = np.full(d.shape, np.nan)
-    valid = np.isfinite(d) & (d > 0)
-    if not valid.any():
-        return rings, offsets
-    v, u = np.nonzero(valid)
-    z = d[v, u]
-    K = np.asarray(K, dtype=np.float64)
-    y = (v - K[1, 2]) * z / K[1, 1]
-    x = (u - K[0, 2] - K[0, 1] * y / z) * z / K[0, 0]
-    T = np.linalg.inv(np.asarray(T_camera_lidar, dtype=np.float64))
-    p = np.stack([x, y, z], 1) @ T[:3, :3].T + T[:3, 3]
-    heights = np.asarray(model.origin_height_m, dtype=np.float64)
-    guess = np.clip(np.rint(_fractional_index(model, elevation_deg(p, heights[0]))), 0, model.n_beams - 1)
-    ring = np.clip(np.rint(_fractional_index(model, elevation_deg(p, heights[guess.astype(np.int64)]))),
-                   0, model.n_beams - 1).astype(np.int64)
-    rings[v, u] = ring
-    offsets[v, u] = elevation_deg(p, heights[ring]) - np.asarray(model.angles_deg, dtype=np.float64)[ring]
-    return rings, offsets
+    """Nearest nominal beam of every pixel of a dense depth map and the angle to it:
+    :func:`packnet_ros.completion.sparse.pixel_beams` (rings (H, W) int64, -1 = no depth;
+    offsets (H, W) float64 degrees, NaN = no depth)."""
+    return pixel_beams(depth, K, T_camera_lidar, model)
 
 
 def scan_band_deg(K: np.ndarray) -> float:

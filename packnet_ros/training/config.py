@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ..losses import SUPERVISED_METHODS, SfmLossConfig
+from ..networks.sparse_branch import GUIDE_RESIDUALS, SPARSE_GUIDES
 
 
 @dataclass
@@ -394,10 +395,6 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
 
 def _check_completion(cfg: TrainConfig, where: str) -> None:
     """``model.sparse_branch`` needs a BTS / SID head; the ``loss.completion_*`` values parse."""
-    if cfg.model.sparse_guide not in ('none', 'ipbasic'):
-        raise ValueError(f"{where}: model.sparse_guide is {cfg.model.sparse_guide!r}, expected one of none, ipbasic")
-    if cfg.model.guide_residual not in ('image', 'sparse'):
-        raise ValueError(f"{where}: model.guide_residual is {cfg.model.guide_residual!r}, expected one of image, sparse")
     if cfg.model.guide_residual != 'image' and cfg.model.sparse_guide == 'none':
         raise ValueError(f'{where}: model.guide_residual {cfg.model.guide_residual!r} needs model.sparse_guide: ipbasic')
     c = cfg.loss
@@ -452,6 +449,8 @@ def _check_choices(cfg: TrainConfig, where: str) -> None:
                ('loss.supervised_term', cfg.loss.supervised_term, SUPERVISED_METHODS),
                ('loss.sid_loss', cfg.loss.sid_loss, ('ordinal', 'cross_entropy')),
                ('data.depth_resize', cfg.data.depth_resize, ('nearest', 'preserve')),
+               ('model.sparse_guide', cfg.model.sparse_guide, SPARSE_GUIDES),
+               ('model.guide_residual', cfg.model.guide_residual, GUIDE_RESIDUALS),
                ('ship_dtype', cfg.ship_dtype, ('float32', 'float16'))]
     for key, value, allowed in choices:
         if value not in allowed:

@@ -38,7 +38,7 @@ from ..networks.sid import sid_depth
 from ..weights import resolve_weights
 from .completion import SplitSettings, completion_ssi_loss, split_batch
 from .config import TrainConfig
-from .teacher import Teacher, TeacherError, load_teacher, student_inverse_depth, teacher_ssi_loss
+from .teacher import Teacher, TeacherError, load_teacher, resize_bilinear, student_inverse_depth, teacher_ssi_loss
 
 
 class SfmModel(nn.Module):
@@ -301,10 +301,7 @@ class SfmLightningModule(L.LightningModule):
         pred = self.teacher.predict(batch.get('rgb_original', batch['rgb']))
         if self.teacher.output == 'inverse_depth':
             pred = torch.where(pred > 0, 1.0 / pred.clamp(min=1e-6), torch.full_like(pred, float('nan')))
-        size = tuple(lidar.shape[-2:])
-        if tuple(pred.shape[-2:]) != size:
-            shrink = pred.shape[-2] > size[0] or pred.shape[-1] > size[1]
-            pred = nn.functional.interpolate(pred, size=size, mode='bilinear', align_corners=False, antialias=shrink)
+        pred = resize_bilinear(pred, tuple(lidar.shape[-2:]))
         ok = torch.isfinite(pred) & (pred > 0) & (pred <= float(self.cfg.model.max_depth))
         return torch.where(ok, pred, torch.full_like(pred, float('nan'))).to(lidar.device)
 

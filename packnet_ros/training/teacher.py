@@ -140,10 +140,8 @@ class Teacher:
             quantity of :attr:`output` (depth: metres or the model's units).
         """
         x = rgb.detach().float()
-        if self.input_shape is not None and tuple(x.shape[-2:]) != tuple(self.input_shape):
-            shrink = self.input_shape[0] < x.shape[-2] or self.input_shape[1] < x.shape[-1]
-            x = F.interpolate(x, size=tuple(self.input_shape), mode='bilinear', align_corners=False,
-                              antialias=shrink)
+        if self.input_shape is not None:
+            x = resize_bilinear(x, tuple(self.input_shape))
         with torch.no_grad():
             out = self._run(x.clamp(0.0, 1.0))
         return out.detach().to(device=rgb.device, dtype=torch.float32)
@@ -163,6 +161,16 @@ class Teacher:
 
     def __call__(self, rgb: torch.Tensor) -> torch.Tensor:
         return self.disparity(rgb)
+
+
+def resize_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, C, h, w) -> (B, C, *size): bilinear, antialiased when either side shrinks; ``x``
+    itself when it already has that size."""
+    size = (int(size[0]), int(size[1]))
+    if tuple(x.shape[-2:]) == size:
+        return x
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode='bilinear', align_corners=False, antialias=shrink)
 
 
 def to_disparity(pred: torch.Tensor, output: str) -> torch.Tensor:
@@ -373,10 +381,7 @@ def teacher_ssi_loss(student_inv: torch.Tensor | Sequence[torch.Tensor], teacher
     if target.dim() != 4 or target.shape[1] != 1 or target.shape[0] != scales[0].shape[0]:
         raise ValueError(f'teacher target {tuple(target.shape)} must be (B, 1, H, W) with the student\'s batch '
                          f'({tuple(scales[0].shape)})')
-    if tuple(target.shape[-2:]) != size:
-        shrink = target.shape[-2] > size[0] or target.shape[-1] > size[1]
-        target = F.interpolate(target, size=size, mode='bilinear', align_corners=False, antialias=shrink)
-    target = normalise_disparity(target)
+    target = normalise_disparity(resize_bilinear(target, size))
     terms = []
     for p in scales:
         p = p.float()
@@ -391,6 +396,6 @@ def student_inverse_depth(depth: torch.Tensor) -> torch.Tensor:
     return 1.0 / depth.float().clamp(min=_MIN_DEPTH_M)
 
 
-__all__ = ['TEACHER_OUTPUTS', 'Teacher', 'TeacherError', 'TorchTeacher', 'OnnxTeacher', 'check_teacher',
+__all__ = ['TEACHER_OUTPUTS', 'resize_bilinear', 'Teacher', 'TeacherError', 'TorchTeacher', 'OnnxTeacher', 'check_teacher',
            'load_teacher', 'normalise_disparity', 'teacher_ssi_loss', 'to_disparity', 'student_inverse_depth',
            'is_onnx', 'resolve_teacher_text']
